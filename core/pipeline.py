@@ -1,0 +1,213 @@
+"""The transfer experiment, one command:
+
+  1. source         fine-tune the base model on the source domain (Amazon), score its test split
+  2. zero-shot      score that model on the target test split (IMDB), no target training
+  3. target         fine-tune the stage-1 model on the target, score the target test split
+  4. forgetting     score the stage-3 model on the source test split again
+  5. baseline       fine-tune the base model on the target with stage 3's exact budget
+
+Stages are separate run folders (`<pipeline>.source`, `.target`, `.baseline`) whose status the
+pipeline folder records, so a stopped or crashed pipeline resumes at the stage where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import PipelineConfig, RunConfig
+from .data import load_splits
+from .evaluation import Predictor, evaluate
+from .runs import RunDir, now, read_json, write_json_atomic
+from .training import train_run
+
+ROW_NAMES = ("source", "target_zero_shot", "target_finetuned", "source_after_target", "target_only_baseline")
+ROW_TITLES = {
+    "source": "Source (after stage 1)",
+    "target_zero_shot": "Target, zero-shot",
+    "target_finetuned": "Target, after fine-tuning",
+    "source_after_target": "Source, after target (forgetting)",
+    "target_only_baseline": "Target-only baseline",
+}
+
+
+def stage_configs(pcfg: PipelineConfig, pipeline_id: str) -> dict[str, RunConfig]:
+    """Stage 3 starts from stage 1's model; the baseline is stage 3 from the base model."""
+    base_model = pcfg.source.model
+    stages = {"source": pcfg.source.replace(name=f"{pcfg.name or 'pipeline'}: source", init_from=None),
+              "target": pcfg.target.replace(name=f"{pcfg.name or 'pipeline'}: target", model=base_model,
+                                            init_from=f"{pipeline_id}.source")}
+    if pcfg.baseline:
+        stages["baseline"] = pcfg.target.replace(name=f"{pcfg.name or 'pipeline'}: target-only baseline",
+                                                 model=base_model, init_from=None)
+    return stages
+
+
+def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> dict[str, Any]:
+    pipe.path.mkdir(parents=True, exist_ok=True)
+    if not pipe.config_path.exists():
+        write_json_atomic(pipe.config_path, {"kind": "pipeline", **pcfg.to_dict()})
+    pipe.stop_flag.unlink(missing_ok=True)
+    pipe.mark_worker()
+    status = pipe.status()
+    stages: dict[str, Any] = status.get("stages") or {}
+    t0 = time.time()
+    wall_before = float(status.get("wall_s") or 0.0)
+    pipe.update_status(state="running", started_at=status.get("started_at") or now(), error=None, ended_at=None)
+    try:
+        configs = stage_configs(pcfg, pipe.run_id)
+        for name, steps in _plan(pcfg):
+            if stages.get(name, {}).get("state") == "completed":
+                continue
+            if pipe.stop_requested():
+                return _stopped(pipe, name, wall_before + time.time() - t0)
+            stages[name] = {**stages.get(name, {}), "state": "running", "started_at": now()}
+            pipe.update_status(stage=name, stages=stages)
+            pipe.log(f"stage {name}: started")
+            result = steps(pipe, pcfg, configs, stages)
+            if result == "stopped":
+                stages[name]["state"] = "stopped"
+                return _stopped(pipe, name, wall_before + time.time() - t0, stages)
+            stages[name].update(state="completed", ended_at=now(), **(result or {}))
+            pipe.update_status(stages=stages, wall_s=round(wall_before + time.time() - t0, 1))
+            pipe.log(f"stage {name}: completed")
+        results = collect_results(pipe, pcfg, wall_before + time.time() - t0)
+        return pipe.update_status(state="completed", stage=None, ended_at=now(), wall_s=results["wall_s"],
+                                  metrics={r["name"]: r["accuracy"] for r in results["rows"]})
+    except Exception as exc:
+        current = pipe.status().get("stage")
+        if current and current in stages:
+            stages[current]["state"] = "failed"
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        pipe.update_status(state="failed", error=f"stage {current}: {message}", stages=stages, ended_at=now(),
+                           wall_s=round(wall_before + time.time() - t0, 1))
+        raise
+
+
+def _stopped(pipe: RunDir, stage: str, wall: float, stages: dict | None = None) -> dict[str, Any]:
+    pipe.stop_flag.unlink(missing_ok=True)
+    extra = {"stages": stages} if stages is not None else {}
+    return pipe.update_status(state="stopped", stage=stage, ended_at=now(), wall_s=round(wall, 1), **extra)
+
+
+# -- stages ------------------------------------------------------------------------------
+def _train_stage(key: str):
+    def step(pipe: RunDir, pcfg: PipelineConfig, configs: dict[str, RunConfig], stages: dict) -> Any:
+        run = RunDir.for_id(f"{pipe.run_id}.{key}")
+        stages[key]["run_id"] = run.run_id
+        previous = run.status().get("state")
+        resume = previous in ("stopped", "interrupted", "failed", "running", "stopping")
+        if not run.config_path.exists():
+            write_json_atomic(run.config_path, {"kind": "train", "parent": pipe.run_id, "stage": key,
+                                                **configs[key].to_dict()})
+        # A stop request on the pipeline reaches the stage's training loop through the stage's own flag.
+        if pipe.stop_requested():
+            run.request_stop()
+        status = train_run(configs[key], run, resume=resume)
+        if status.get("state") == "stopped":
+            return "stopped"
+        return {"run_id": run.run_id, "accuracy": (status.get("metrics") or {}).get("test_accuracy")}
+    return step
+
+
+def _eval_stage(model_stage: str, data_cfg: str, key: str):
+    def step(pipe: RunDir, pcfg: PipelineConfig, configs: dict[str, RunConfig], stages: dict) -> Any:
+        cfg = pcfg.source if data_cfg == "source" else pcfg.target
+        run = RunDir.for_id(f"{pipe.run_id}.{model_stage}")
+        test = load_splits(cfg).test
+        if test is None:
+            raise ValueError(f"dataset: {cfg.dataset} has no {cfg.eval_split!r} split to evaluate on")
+        # The same tokenization as the dataset's own rows elsewhere in the table, so rows compare.
+        predictor = Predictor.from_run(run.run_id, max_length=cfg.inference_max_length, truncation=cfg.truncation,
+                                       head_fraction=cfg.head_fraction, batch_size=cfg.eval_batch_size)
+        pipe.update_status(phase=f"evaluating {run.run_id} on {test.source}")
+        m = evaluate(predictor, test, run, name=key)
+        pipe.log(f"{key}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']} ({m['seconds']:.0f}s)")
+        return {"run_id": run.run_id, "accuracy": m["accuracy"]}
+    return step
+
+
+def _plan(pcfg: PipelineConfig):
+    plan = [("source", _train_stage("source")),
+            ("target_zero_shot", _eval_stage("source", "target", "target_zero_shot")),
+            ("target", _train_stage("target")),
+            ("source_after_target", _eval_stage("target", "source", "source_after_target"))]
+    if pcfg.baseline:
+        plan.append(("baseline", _train_stage("baseline")))
+    return plan
+
+
+# -- results -----------------------------------------------------------------------------
+def _test_eval(run: RunDir) -> dict[str, Any] | None:
+    """The metrics a training run wrote for its own test split at the end of training."""
+    for name, m in run.evals().items():
+        if name not in ROW_NAMES and m.get("dataset"):
+            return m
+    return None
+
+
+def collect_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: float | None = None) -> dict[str, Any]:
+    """results.json / results.md from the stage folders: the comparison table of the transfer."""
+    rid = pipe.run_id
+    src, tgt, base = RunDir.for_id(f"{rid}.source"), RunDir.for_id(f"{rid}.target"), RunDir.for_id(f"{rid}.baseline")
+    sources = {
+        "source": (src, _test_eval(src)),
+        "target_zero_shot": (src, src.evals().get("target_zero_shot")),
+        "target_finetuned": (tgt, _test_eval(tgt)),
+        "source_after_target": (tgt, tgt.evals().get("source_after_target")),
+        "target_only_baseline": (base, _test_eval(base)),
+    }
+    rows = []
+    for name in ROW_NAMES:
+        run, m = sources[name]
+        if not m:
+            continue
+        dataset, _, split = str(m.get("dataset", "")).partition(":")
+        rows.append({"name": name, "run_id": run.run_id, "dataset": dataset, "split": split,
+                     "accuracy": round(m["accuracy"], 4), "f1": round(m["f1"], 4), "n": m["n"],
+                     "confusion": m.get("confusion"), "predictions": m.get("predictions")})
+    status = pipe.status()
+    wall = round(wall_s if wall_s is not None else float(status.get("wall_s") or 0.0), 1)
+    results = {"pipeline_id": rid, "rows": rows, "wall_s": wall, "created_at": now()}
+    write_json_atomic(pipe.path / "results.json", results)
+    (pipe.path / "results.md").write_text(results_markdown(results), encoding="utf-8")
+    return results
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    by = {r["name"]: r for r in results["rows"]}
+    zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
+    lines = [f"# Transfer results: {results['pipeline_id']}", "",
+             "| row | data | accuracy | F1 | n | vs zero-shot | vs baseline |", "|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        target_row = r["name"] in ("target_finetuned", "target_only_baseline")
+        d_zs = f"{r['accuracy'] - zs['accuracy']:+.4f}" if zs and target_row else ""
+        d_bl = f"{r['accuracy'] - bl['accuracy']:+.4f}" if bl and r["name"] == "target_finetuned" else ""
+        lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r['accuracy']:.4f} | {r['f1']:.4f} "
+                     f"| {r['n']} | {d_zs} | {d_bl} |")
+    lines += ["", f"Wall time: {results['wall_s']:.0f} s"]
+    return "\n".join(lines) + "\n"
+
+
+def load_results(pipe: RunDir) -> dict[str, Any] | None:
+    data = read_json(pipe.path / "results.json")
+    return data if isinstance(data, dict) else None
+
+
+def flipped_predictions(pipe: RunDir):
+    """Target reviews whose label changed between zero-shot and fine-tuned, with both probabilities."""
+    import pandas as pd
+
+    rid = pipe.run_id
+    zs = RunDir.for_id(f"{rid}.source").evals_dir / "target_zero_shot" / "predictions.csv"
+    tgt = _test_eval(RunDir.for_id(f"{rid}.target"))
+    if not zs.exists() or not tgt or not Path(tgt.get("predictions", "")).exists():
+        return pd.DataFrame()
+    a = pd.read_csv(zs)
+    b = pd.read_csv(tgt["predictions"])[["row", "predicted", "p_positive"]]
+    merged = a.merge(b, on="row", suffixes=("_zero_shot", "_finetuned"))
+    flipped = merged[merged["predicted_zero_shot"] != merged["predicted_finetuned"]].copy()
+    flipped["fixed"] = flipped["predicted_finetuned"] == flipped["label"]
+    return flipped[["row", "label", "predicted_zero_shot", "p_positive_zero_shot", "predicted_finetuned",
+                    "p_positive_finetuned", "fixed", "text"]].reset_index(drop=True)

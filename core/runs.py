@@ -1,0 +1,205 @@
+"""Run folders: the one source of truth for a run. The worker writes them, everyone else reads.
+
+    artifacts/runs/<run_id>/
+        config.json      RunConfig (or PipelineConfig for kind=pipeline)
+        status.json      state, progress, pid/host, error   (rewritten atomically)
+        metrics.jsonl    one Trainer log entry per line      (appended as it happens)
+        evals/<name>/    metrics.json + predictions.csv per evaluation
+        checkpoints/     Trainer checkpoints (best + last), for resume
+        model/           final model: safetensors + tokenizer, loadable by transformers.pipeline
+        log.txt          the worker's stdout and stderr
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Active states: a worker owns the run. Terminal states: nobody does.
+ACTIVE_STATES = ("queued", "running", "stopping")
+TERMINAL_STATES = ("stopped", "completed", "failed", "interrupted", "cancelled")
+STATES = ACTIVE_STATES + TERMINAL_STATES
+
+
+def artifacts_root() -> Path:
+    """`$SENTIMENT_LAB_HOME` if set (tests use a temporary folder), else `<project>/artifacts`."""
+    root = Path(os.environ.get("SENTIMENT_LAB_HOME") or PROJECT_ROOT / "artifacts")
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def runs_root() -> Path:
+    return artifacts_root() / "runs"
+
+
+def now() -> float:
+    return round(time.time(), 3)
+
+
+def new_run_id(prefix: str = "run") -> str:
+    """Sortable by creation time and unique across processes launched in the same second."""
+    slug = re.sub(r"[^a-z0-9]+", "-", prefix.lower()).strip("-")[:24] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(3)}"
+
+
+# ---------------------------------------------------------------------------------------
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """A missing, empty or corrupt file reads as `default`, never as an exception in a reader."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
+        return default
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    line = json.dumps(record, default=str) + "\n"
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete line; a half-written last line (the writer is mid-append) is skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            records.append(value)
+    return records
+
+
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @classmethod
+    def for_id(cls, run_id: str) -> "RunDir":
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id or ""):
+            raise ValueError(f"run: {run_id!r} is not a valid run id")
+        return cls(runs_root() / run_id)
+
+    @classmethod
+    def find(cls, ref: str) -> "RunDir":
+        """A run id, a unique id prefix, or a path to a run folder."""
+        if ref and Path(ref).is_dir() and (Path(ref) / "config.json").exists():
+            return cls(Path(ref).resolve())
+        run = cls.for_id(ref)
+        if run.path.is_dir():
+            return run
+        matches = sorted(p for p in runs_root().glob(f"{ref}*") if p.is_dir())
+        if len(matches) == 1:
+            return cls(matches[0])
+        if len(matches) > 1:
+            raise ValueError(f"run: {ref!r} matches {len(matches)} runs; give more of the id")
+        raise ValueError(f"run: no run {ref!r} under {runs_root()}")
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    config_path = property(lambda self: self.path / "config.json")
+    status_path = property(lambda self: self.path / "status.json")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    log_path = property(lambda self: self.path / "log.txt")
+    model_dir = property(lambda self: self.path / "model")
+    checkpoints_dir = property(lambda self: self.path / "checkpoints")
+    evals_dir = property(lambda self: self.path / "evals")
+    stop_flag = property(lambda self: self.path / "STOP")
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return read_json(self.status_path, default={}) or {}
+
+    def update_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` into status.json (the worker is the only writer of a run's status)."""
+        status = self.status()
+        status.update(fields)
+        status["updated_at"] = now()
+        write_json_atomic(self.status_path, status)
+        return status
+
+    def mark_worker(self) -> None:
+        self.update_status(pid=os.getpid(), host=socket.gethostname(), pgid=_pgid(), worker_started_at=now())
+
+    # -- config / metrics / evals ------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        data = read_json(self.config_path)
+        if not isinstance(data, dict):
+            raise ValueError(f"config: {self.config_path} is missing or not valid JSON")
+        return data
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics_path)
+
+    def evals(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for p in sorted(self.evals_dir.glob("*/metrics.json")):
+            data = read_json(p)
+            if isinstance(data, dict):
+                out[p.parent.name] = data
+        return out
+
+    def has_model(self) -> bool:
+        return (self.model_dir / "config.json").exists() and any(self.model_dir.glob("*.safetensors"))
+
+    def request_stop(self) -> None:
+        self.stop_flag.write_text(str(now()))
+
+    def stop_requested(self) -> bool:
+        return self.stop_flag.exists()
+
+    def log(self, message: str) -> None:
+        """A timestamped line in log.txt (the worker's stdout also lands there)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
+
+
+def iter_runs() -> Iterator[RunDir]:
+    for p in sorted(runs_root().iterdir(), reverse=True):
+        if p.is_dir() and not p.name.startswith("."):
+            yield RunDir(p)
+
+
+def _pgid() -> int | None:
+    try:
+        return os.getpgid(0)
+    except OSError:  # pragma: no cover - non-POSIX
+        return None

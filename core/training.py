@@ -1,0 +1,309 @@
+"""Fine-tuning: a thin wrapper around `transformers.Trainer` that keeps the run folder current.
+
+The shape follows Hugging Face's `run_classification.py`: a config in, data loaded and tokenized,
+a Trainer built, trained, saved, evaluated. What it adds is the run folder (status, metrics,
+stop requests) and resume from the folder's own checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import RunConfig
+from .data import Encoder, load_splits, tokenize_cached
+from .evaluation import INFERENCE_FILE, Predictor, classification_metrics, evaluate
+from .runs import RunDir, append_jsonl, now, read_jsonl, write_json_atomic
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _make_callback():
+    from transformers import TrainerCallback
+
+    class RunFolderCallback(TrainerCallback):
+        """Appends every Trainer log entry to metrics.jsonl, keeps status.json current, honours STOP.
+
+        Only rank 0 writes; every rank agrees on stopping (in DDP a rank that stops alone deadlocks
+        the others in their next all-reduce).
+        """
+
+        def __init__(self, run: RunDir, status_every: float = 2.0):
+            self.run = run
+            self.main = _rank() == 0
+            self.status_every = status_every
+            self._last_status = 0.0
+            self.t0 = time.time()
+            self.step0 = 0
+            self.stopped = False
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0, self.step0 = time.time(), state.global_step
+            if self.main:
+                self.run.update_status(state="running", step=state.global_step, total_steps=state.max_steps,
+                                       phase="training")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.main and logs:
+                record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": now()}
+                record.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
+                append_jsonl(self.run.metrics_path, record)
+                self._status(state, force=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._should_stop():
+                self.stopped = True
+                control.should_training_stop = True
+                control.should_save = True  # a checkpoint at this very step, for resume
+            self._status(state)
+
+        def _should_stop(self) -> bool:
+            flag = self.run.stop_requested()
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                import torch
+
+                t = torch.tensor([1.0 if flag else 0.0])
+                dist.all_reduce(t, op=dist.ReduceOp.MAX)
+                flag = bool(t.item())
+            return flag
+
+        def _status(self, state, force: bool = False):
+            if not self.main or (not force and time.time() - self._last_status < self.status_every):
+                return
+            self._last_status = time.time()
+            elapsed = time.time() - self.t0
+            done = state.global_step - self.step0
+            rate = done / elapsed if elapsed > 0 and done > 0 else None
+            remaining = max(state.max_steps - state.global_step, 0)
+            self.run.update_status(
+                step=state.global_step, total_steps=state.max_steps, epoch=round(state.epoch or 0.0, 3),
+                elapsed_s=round(elapsed, 1), eta_s=round(remaining / rate, 1) if rate else None,
+                samples_per_s=round(rate * self._batch, 2) if rate else None)
+
+        _batch = 1
+
+    return RunFolderCallback
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    m = classification_metrics(np.asarray(labels), np.asarray(logits).argmax(-1))
+    return {"accuracy": m["accuracy"], "f1": m["f1"]}
+
+
+def latest_checkpoint(run: RunDir) -> Path | None:
+    ckpts = [p for p in run.checkpoints_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+
+
+def _rewind_metrics(run: RunDir, step: int) -> None:
+    """Resuming from a checkpoint at `step`: drop log lines after it so no step appears twice."""
+    kept = [r for r in read_jsonl(run.metrics_path) if int(r.get("step", 0)) <= step]
+    tmp = run.metrics_path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(__import__("json").dumps(r) + "\n" for r in kept), encoding="utf-8")
+    os.replace(tmp, run.metrics_path)
+
+
+def model_source(cfg: RunConfig) -> str:
+    """Where this run's weights start: an earlier run's model (`init_from`) or the base model."""
+    from .modeling import resolve_model
+
+    if cfg.init_from:
+        parent = RunDir.find(cfg.init_from)
+        if not parent.has_model():
+            raise ValueError(f"init_from: run {parent.run_id} has no trained model yet")
+        return str(parent.model_dir)
+    return resolve_model(cfg.model)
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Cheap checks that need no download: the model, dataset and init_from can be found.
+
+    Run before a run folder is created, so a typo never leaves a failed run behind.
+    """
+    from .data import looks_like_path, resolve_local
+    from .modeling import hub_reachable, resolve_model
+
+    if cfg.init_from:
+        RunDir.find(cfg.init_from)  # raises "run: no run ..." for a typo
+    else:
+        ref = resolve_model(cfg.model)
+        if not Path(ref).is_dir() and not hub_reachable() and not _hub_cached(ref):
+            raise ValueError(f"model: {cfg.model!r} is not a local folder or cached, and the Hugging Face Hub "
+                             "cannot be reached from this machine (use minilm-offline or a local folder)")
+    if resolve_local(cfg.dataset) is None:
+        if looks_like_path(cfg.dataset):
+            raise ValueError(f"dataset: no such file or folder: {cfg.dataset}")
+        if not hub_reachable():
+            raise ValueError(f"dataset: {cfg.dataset!r} is not a local file or folder, and the Hugging Face Hub "
+                             "cannot be reached from this machine (offline?)")
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:
+        return False
+
+
+def train_run(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """Train (or resume) one run in this process; returns the final status. Never leaves it 'running'."""
+    main = _rank() == 0
+    if main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        if not run.config_path.exists():
+            write_json_atomic(run.config_path, {"kind": "train", **cfg.to_dict()})
+        run.stop_flag.unlink(missing_ok=True)
+        run.mark_worker()
+        run.update_status(state="running", phase="loading data", started_at=run.status().get("started_at") or now(),
+                          error=None)
+    try:
+        result = _train(cfg, run, resume, main)
+    except KeyboardInterrupt:
+        if main:
+            run.update_status(state="interrupted", error="interrupted (signal)", ended_at=now())
+        raise
+    except Exception as exc:  # the run folder must say what went wrong, then the caller decides
+        if main:
+            run.log(traceback.format_exc())
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            run.update_status(state="failed", error=message, ended_at=now(), phase=None)
+        raise
+    return result
+
+
+def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, Any]:
+    import transformers
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments
+
+    from .modeling import freeze, load_model, load_tokenizer, resolve_precision
+
+    transformers.logging.set_verbosity_error()
+    precision = resolve_precision(cfg.precision)
+    splits = load_splits(cfg)
+    run.log(f"data: train {len(splits.train)} {splits.train.label_counts()}, validation {len(splits.validation)}, "
+            f"test {len(splits.test) if splits.test else 0} ({splits.test.source if splits.test else 'none'})")
+    source = model_source(cfg)
+    tokenizer = load_tokenizer(source)
+    model = load_model(source)
+    trainable = freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
+    run.log(f"model: {source} ({trainable:,} trainable parameters), precision {precision}")
+
+    train_ds, hit = tokenize_cached(splits.train, Encoder(tokenizer, cfg.max_length, cfg.truncation, cfg.head_fraction))
+    eval_encoder = Encoder(tokenizer, cfg.inference_max_length, cfg.truncation, cfg.head_fraction)
+    val_ds, hit2 = tokenize_cached(splits.validation, eval_encoder)
+    run.log(f"tokenized ({'cache hit' if hit and hit2 else 'tokenized now'})")
+    val_ds = val_ds.select(np.argsort(val_ds["length"], kind="stable"))  # eval batches of similar length: less padding
+
+    per_epoch = "epoch" if cfg.eval_steps is None else "steps"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    args = TrainingArguments(
+        output_dir=str(run.checkpoints_dir),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
+        lr_scheduler_type=cfg.scheduler,
+        eval_strategy=per_epoch,
+        save_strategy=per_epoch,
+        eval_steps=cfg.eval_steps,
+        save_steps=cfg.eval_steps,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        save_total_limit=2,  # the best and the latest
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
+        use_cpu=precision == "fp32" and not _cuda(),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,  # log.txt is a file: progress bars would only fill it with carriage returns
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False if world > 1 else None,
+        ddp_backend=("nccl" if _cuda() else "gloo") if world > 1 else None,
+    )
+    Callback = _make_callback()
+    callback = Callback(run)
+    callback._batch = cfg.batch_size * cfg.gradient_accumulation_steps * world
+    callbacks = [callback]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                      processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=compute_metrics, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # it prints log dicts to stdout; metrics.jsonl has them
+
+    checkpoint = latest_checkpoint(run) if resume else None
+    if main and checkpoint is not None:
+        step = int(checkpoint.name.split("-")[-1])
+        _rewind_metrics(run, step)
+        run.log(f"resuming from {checkpoint.name}")
+    elif main and not resume:
+        run.metrics_path.unlink(missing_ok=True)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    if callback.stopped:
+        if main:
+            run.log(f"stopped at step {trainer.state.global_step}; checkpoint saved")
+            run.stop_flag.unlink(missing_ok=True)
+            return run.update_status(state="stopped", phase=None, step=trainer.state.global_step, ended_at=now())
+        return {}
+    if not main:
+        return {}
+
+    run.update_status(phase="saving model")
+    save_model(trainer, tokenizer, cfg, run)
+    best_val = trainer.state.best_metric
+    headline: dict[str, Any] = {"val_accuracy": best_val}
+    if splits.test is not None:
+        run.update_status(phase=f"evaluating on {splits.test.source}")
+        del trainer  # free the optimizer state before scoring
+        predictor = Predictor(model, tokenizer, cfg.inference_max_length, cfg.truncation, cfg.head_fraction,
+                              batch_size=cfg.eval_batch_size, name=run.run_id)
+        m = evaluate(predictor, splits.test, run)
+        headline.update(test_accuracy=m["accuracy"], test_f1=m["f1"], test_n=m["n"], test_dataset=m["dataset"])
+        run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}")
+    return run.update_status(state="completed", phase=None, ended_at=now(), metrics=headline)
+
+
+def save_model(trainer, tokenizer, cfg: RunConfig, run: RunDir) -> None:
+    """The final (best) model as safetensors + tokenizer + label names, written to a temp folder, then renamed."""
+    tmp = run.path / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    write_json_atomic(tmp / INFERENCE_FILE, {"max_length": cfg.inference_max_length, "truncation": cfg.truncation,
+                                             "head_fraction": cfg.head_fraction})
+    shutil.rmtree(run.model_dir, ignore_errors=True)
+    os.replace(tmp, run.model_dir)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:24]

@@ -1,0 +1,130 @@
+"""What the pages share: cached loaders, charts, run labels. All work is in `core`; this only displays it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import jobs
+from core.evaluation import Predictor
+from core.runs import ACTIVE_STATES, RunDir
+
+STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏸️", "completed": "✅",
+               "failed": "❌", "interrupted": "⚠️", "cancelled": "🚫"}
+REFRESH_S = 2.0  # live views reread the run folder this often while a run is active
+
+
+def runs_table() -> list[dict[str, Any]]:
+    """Every run from the index (dead workers already reconciled). Cheap: reads only changed folders."""
+    return jobs.list_runs()
+
+
+def run_label(row: dict[str, Any]) -> str:
+    name = f" · {row['name']}" if row.get("name") else ""
+    return f"{STATE_ICONS.get(row['state'], '')} {row['id']}{name}"
+
+
+def headline(row: dict[str, Any]) -> float | None:
+    m = row.get("metrics") or {}
+    return m.get("test_accuracy", m.get("target_finetuned"))
+
+
+def duration(row: dict[str, Any]) -> str:
+    start, end = row.get("started_at"), row.get("ended_at") or (time.time() if row["state"] in ACTIVE_STATES else None)
+    if not start or not end:
+        return ""
+    s = int(end - start)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "run": r["id"], "state": f"{STATE_ICONS.get(r['state'], '')} {r['state']}", "kind": r["kind"],
+        "model": r.get("model") or "", "data": Path(str(r.get("dataset") or "")).name,
+        "progress": (r["step"] or 0) / r["total_steps"] if r.get("total_steps") else None,
+        "accuracy": headline(r),
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])) if r.get("started_at") else "",
+        "duration": duration(r),
+    } for r in rows])
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading model…")
+def load_predictor(model_dir: str, stamp: float) -> Predictor:
+    """One loaded model per folder version (`stamp` = the weights' mtime), shared by every session.
+
+    Never mutated after loading: Predictor only runs inference under torch.inference_mode().
+    """
+    return Predictor.from_folder(model_dir, name=Path(model_dir).parent.name)
+
+
+def predictor_for(run_id: str) -> Predictor:
+    run = RunDir.find(run_id)
+    if not run.has_model():
+        raise ValueError(f"model: the model of {run_id} is missing (deleted, or the run has not finished)")
+    weights = next(run.model_dir.glob("*.safetensors"))
+    return load_predictor(str(run.model_dir), weights.stat().st_mtime)
+
+
+def models_available(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["id"] for r in rows if r["kind"] == "train" and RunDir.for_id(r["id"]).has_model()]
+
+
+# ---------------------------------------------------------------------------------------
+CHARTS = {
+    "Training loss": ("loss", False), "Validation loss": ("eval_loss", True),
+    "Validation accuracy": ("eval_accuracy", True), "Learning rate": ("learning_rate", False),
+    "Throughput (samples/s)": ("samples_per_s", False),
+}
+
+
+def metrics_frame(run: RunDir) -> pd.DataFrame:
+    """metrics.jsonl as a frame, plus throughput between consecutive training log lines."""
+    records = run.metrics()
+    frame = pd.DataFrame(records)
+    if frame.empty:
+        return frame
+    if "loss" in frame and "time" in frame:
+        train = frame[frame["loss"].notna()].copy()
+        dt, dstep = train["time"].diff(), train["step"].diff()
+        batch = _effective_batch(run)
+        frame.loc[train.index, "samples_per_s"] = (dstep * batch / dt).where(dt > 0)
+    return frame
+
+
+def _effective_batch(run: RunDir) -> int:
+    try:
+        cfg = run.config()
+        return int(cfg.get("batch_size", 1)) * int(cfg.get("gradient_accumulation_steps", 1)) * int(cfg.get("num_processes", 1))
+    except ValueError:
+        return 1
+
+
+def curve_figure(frames: dict[str, pd.DataFrame], column: str, title: str, x: str = "step", markers: bool = False) -> go.Figure:
+    fig = go.Figure()
+    for name, frame in frames.items():
+        if frame.empty or column not in frame or x not in frame:
+            continue
+        part = frame[frame[column].notna()]
+        fig.add_trace(go.Scatter(x=part[x], y=part[column], name=name, mode="lines+markers" if markers else "lines"))
+    fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x,
+                      legend=dict(orientation="h", y=-0.3), showlegend=len(frames) > 1)
+    return fig
+
+
+def confusion_figure(confusion: list[list[int]], title: str) -> go.Figure:
+    labels = ["negative", "positive"]
+    fig = go.Figure(go.Heatmap(z=confusion, x=labels, y=labels, text=confusion, texttemplate="%{text}",
+                               colorscale="Blues", showscale=False))
+    fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+    return fig
+
+
+def show_error(exc: Exception) -> None:
+    """Bad input is a message in the page, never a stack trace."""
+    st.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, icon="⚠️")

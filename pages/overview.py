@@ -1,0 +1,42 @@
+"""Overview: what this is, recent runs, one button for the transfer pipeline."""
+
+import streamlit as st
+
+from core import jobs
+from core.config import PRESETS, load_preset
+from core.modeling import device_summary, hub_reachable
+from pages.common import runs_frame, runs_table, show_error
+
+st.title("Sentiment Transfer Lab")
+st.markdown(
+    "Fine-tune a transformer sentiment classifier on **Amazon reviews**, carry it to **IMDB** movie reviews, "
+    "and see what the transfer did. Runs train in the background, so you can close this tab and come back. "
+    "The Transfer page compares zero-shot, fine-tuned and a target-only baseline, and Try a review puts the "
+    "models side by side."
+)
+
+
+def suggested_preset() -> str:
+    """The seed preset needs a GPU and the Hub; everywhere else the offline preset fits the machine."""
+    return "seed" if device_summary()["device"] == "cuda" and hub_reachable() else "offline-quick"
+
+
+preset = suggested_preset()
+st.subheader("Run the transfer pipeline")
+st.caption(f"Preset for this machine: **{preset}**: {PRESETS[preset].get('description', '')}")
+if st.button(f"▶ Start the transfer pipeline ({preset})", type="primary", key="start_pipeline"):
+    try:
+        run = jobs.launch("pipeline", load_preset(preset))
+        st.success(f"Queued pipeline {run.run_id}.")
+        st.page_link("pages/runs.py", label="Watch it on the Runs page", icon="📈", query_params={"run": run.run_id})
+    except ValueError as exc:
+        show_error(exc)
+
+st.subheader("Recent runs and pipelines")
+rows = [r for r in runs_table() if not r.get("parent")][:10]
+if rows:
+    st.dataframe(runs_frame(rows), hide_index=True, width="stretch",
+                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+                                "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f")})
+else:
+    st.info("No runs yet. Start the pipeline above, or set up a single run on the Train page.")

@@ -1,0 +1,114 @@
+"""Runs: the list, actions, and live curves read from each run folder's metrics.jsonl."""
+
+import json
+
+import streamlit as st
+
+from core import jobs
+from core.runs import ACTIVE_STATES, RunDir
+from pages.common import (CHARTS, REFRESH_S, curve_figure, metrics_frame, run_label, runs_frame, runs_table,
+                          show_error)
+
+st.title("Runs")
+rows = runs_table()
+if not rows:
+    st.info("No runs yet. Launch one from the Train page.")
+    st.stop()
+by_id = {r["id"]: r for r in rows}
+
+st.dataframe(runs_frame(rows), hide_index=True, width="stretch", key="runs_table",
+             column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+                            "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f")})
+
+# The selection lives in the URL (?run=<id>), so a reload, a new tab or a shared link shows the same run.
+linked = [r for r in st.query_params.get_all("run") if r in by_id]
+selected = st.multiselect("Show runs (several to compare)", list(by_id), default=linked or [rows[0]["id"]],
+                          format_func=lambda i: run_label(by_id[i]), key="runs_selected")
+if selected != linked:
+    st.query_params["run"] = selected
+
+
+def actions(run_id: str) -> None:
+    state = by_id[run_id]["state"]
+    is_stage = bool(by_id[run_id].get("parent"))
+    cols = st.columns(4)
+    try:
+        if state in ("running", "stopping") and not is_stage and cols[0].button("⏹ Stop", key=f"stop_{run_id}"):
+            RunDir.for_id(run_id).request_stop()  # the worker ends after the current step
+            with st.spinner("Stopping after the current step…"):
+                jobs.stop(run_id, timeout=60)
+            st.rerun()
+        if state == "queued" and cols[0].button("🚫 Cancel", key=f"cancel_{run_id}"):
+            jobs.stop(run_id)
+            st.rerun()
+        if state in ("stopped", "interrupted", "failed") and not is_stage and cols[1].button("▶ Resume", key=f"resume_{run_id}"):
+            jobs.resume(run_id)
+            st.rerun()
+        if state not in ("running", "stopping") and not is_stage:
+            with cols[2].popover("🗑 Delete"):
+                st.write(f"Delete **{run_id}** and everything in its folder?")
+                if st.button("Yes, delete", key=f"delete_{run_id}", type="primary"):
+                    jobs.delete(run_id)
+                    st.query_params.clear()
+                    st.rerun()
+    except ValueError as exc:
+        show_error(exc)
+
+
+def details(run_id: str) -> None:
+    run = RunDir.for_id(run_id)
+    status = run.status()
+    state = status.get("state", "?")
+    st.markdown(f"#### {run_label(by_id.get(run_id, {'id': run_id, 'state': state}))}")
+    if status.get("error"):
+        st.error(status["error"])
+    if status.get("total_steps"):
+        step, total = status.get("step") or 0, status["total_steps"]
+        eta = f" · ETA {int(status['eta_s'])} s" if status.get("eta_s") and state == "running" else ""
+        speed = f" · {status['samples_per_s']} samples/s" if status.get("samples_per_s") else ""
+        st.progress(min(step / total, 1.0), text=f"step {step}/{total} · epoch {status.get('epoch', 0)}{eta}{speed}")
+    if status.get("phase"):
+        st.caption(f"Now: {status['phase']}")
+    if status.get("stages"):
+        st.caption("Stages: " + " → ".join(f"{k} ({v.get('state')})" for k, v in status["stages"].items()))
+    if status.get("metrics"):
+        st.json(status["metrics"], expanded=False)
+    with st.expander("Config"):
+        st.code(json.dumps(run.config() if run.config_path.exists() else {}, indent=2), language="json")
+    with st.expander("Log (last 40 lines)"):
+        lines = run.log_path.read_text(errors="replace").splitlines()[-40:] if run.log_path.exists() else []
+        st.code("\n".join(lines) or "(empty)")
+
+
+def live_view() -> None:
+    """Reread the run folders; while any selected run is active this fragment reruns itself."""
+    runs = [RunDir.for_id(i) for i in selected]
+    frames = {}
+    for run in runs:
+        frames[run.run_id] = metrics_frame(run)
+        for stage in ("source", "target", "baseline"):  # a pipeline's curves are its stages' curves
+            child = RunDir.for_id(f"{run.run_id}.{stage}")
+            if child.path.exists():
+                frames[child.run_id] = metrics_frame(child)
+    frames = {k: v for k, v in frames.items() if not v.empty}
+    if frames:
+        x = st.radio("x axis", ["step", "epoch"], horizontal=True, key="runs_x")
+        charts = list(CHARTS.items())
+        for i in range(0, len(charts), 2):
+            cols = st.columns(2)
+            for col, (title, (column, markers)) in zip(cols, charts[i:i + 2]):
+                col.plotly_chart(curve_figure(frames, column, title, x=x, markers=markers), width="stretch",
+                                 key=f"chart_{column}")
+    else:
+        st.caption("No metrics yet: curves appear with the first logged steps.")
+    for run in runs:
+        details(run.run_id)
+    now_active = any(run.status().get("state") in ACTIVE_STATES for run in runs)
+    if was_active and not now_active:
+        st.rerun()  # the run ended: a full rerun rebuilds this view without the timer
+
+
+for run_id in selected:
+    actions(run_id)
+was_active = any(by_id[i]["state"] in ACTIVE_STATES for i in selected)
+st.fragment(live_view, run_every=REFRESH_S if was_active else None)()

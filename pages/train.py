@@ -1,0 +1,148 @@
+"""Train: a form built from RunConfig; one run or the whole pipeline, validated before launch."""
+
+import dataclasses
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs
+from core.config import MODEL_PRESETS, PRESETS, SCHEDULERS, TRUNCATIONS, PRECISIONS, RunConfig, load_preset
+from core.data import read_table_bytes, save_upload
+from pages.common import show_error
+
+st.title("Train")
+HELP = {
+    "model": "A preset, a Hugging Face Hub id, or a local model folder. minilm-offline works with no network.",
+    "learning_rate": "Peak learning rate after warmup. 1e-5 to 5e-5 for base models; small models like up to 1e-4.",
+    "max_length": "Tokens the model reads during training; longer reviews are truncated.",
+    "eval_max_length": "Tokens when scoring (empty: same as max length). Longer is slower and usually better.",
+    "truncation": "Which part of a long review to keep: head, tail, or head+tail (start and verdict).",
+    "max_train_samples": "Use the first N training rows (0: all).",
+    "epochs": "Passes over the training rows.",
+    "early_stopping_patience": "Stop after this many evaluations without a better validation accuracy (0: off).",
+    "precision": "auto: bf16/fp16 on a GPU, fp32 on a CPU.",
+}
+
+preset_name = st.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("offline-quick"), key="train_preset",
+                           help="Fills every field below; change any of them.")
+preset = load_preset(preset_name)
+base: RunConfig = preset.source
+errors: dict = st.session_state.get("train_errors", {})
+
+
+def field_error(name: str) -> None:
+    if name in errors:
+        st.error(errors[name], icon="⚠️")
+
+
+# -- data source (outside the form: an upload needs a preview and a column picker) -------------
+st.subheader("Data")
+source_kind = st.radio("Source dataset", ["Preset / Hub / local path", "Upload a file"], horizontal=True,
+                       key="train_source_kind")
+upload_path, upload_fields, upload_label = None, None, None
+if source_kind == "Upload a file":
+    upload = st.file_uploader("CSV, parquet or JSONL with a text column and a label column",
+                              type=["csv", "parquet", "jsonl"], key="train_upload")
+    if upload is not None:
+        try:
+            frame = read_table_bytes(upload.name, upload.getvalue())
+            st.dataframe(frame.head(5), hide_index=True, width="stretch")
+            columns = [str(c) for c in frame.columns]
+            text_guess = [c for c in ("title", "content", "text", "review") if c in columns] or columns[:1]
+            upload_fields = st.multiselect("Text column(s)", columns, default=text_guess, key="train_upload_text")
+            label_default = columns.index("label") if "label" in columns else len(columns) - 1
+            upload_label = st.selectbox("Label column", columns, index=label_default, key="train_upload_label")
+            counts = frame[upload_label].value_counts().rename_axis("label").reset_index(name="rows")
+            st.caption("Label counts")
+            st.dataframe(counts, hide_index=True)
+            upload_path = save_upload(upload.name, upload.getvalue())
+        except ValueError as exc:
+            show_error(exc)
+
+# -- the form ------------------------------------------------------------------------------
+with st.form("train_form"):
+    mode = st.radio("Launch", ["Whole transfer pipeline", "One run"], horizontal=True, key="train_mode",
+                    help="The pipeline fine-tunes on the source, scores the target zero-shot, fine-tunes on the "
+                         "target, rescores the source, and trains a target-only baseline.")
+    c1, c2 = st.columns(2)
+    models = list(MODEL_PRESETS)
+    model = c1.selectbox("Model", models + ["(other)"], index=models.index(base.model) if base.model in models else 0,
+                         key="train_model", help=HELP["model"])
+    custom_model = c1.text_input("Other model (Hub id or folder)", key="train_model_custom")
+    field_error("model")
+    dataset = c2.text_input("Source dataset", value=base.dataset, key="train_dataset",
+                            disabled=upload_path is not None,
+                            help="Hub name (amazon_polarity) or a local folder/file; an upload above replaces it.")
+    field_error("dataset")
+    text_fields = c2.text_input("Text fields (comma-separated, empty: guess)", value=",".join(base.text_fields),
+                                key="train_text_fields", disabled=upload_path is not None)
+    field_error("text_fields")
+    target_dataset = c2.text_input("Target dataset (pipeline)", value=preset.target.dataset, key="train_target")
+
+    st.markdown("**Hyperparameters**")
+    h1, h2, h3, h4 = st.columns(4)
+    epochs = h1.number_input("Epochs", value=float(base.epochs), min_value=0.0, step=0.5, key="train_epochs",
+                             help=HELP["epochs"])
+    field_error("epochs")
+    learning_rate = h2.number_input("Learning rate", value=float(base.learning_rate), format="%.1e", step=1e-5,
+                                    key="train_lr", help=HELP["learning_rate"])
+    field_error("learning_rate")
+    batch_size = h3.number_input("Batch size", value=base.batch_size, min_value=0, step=8, key="train_bs")
+    field_error("batch_size")
+    max_train = h4.number_input("Train samples (0 = all)", value=base.max_train_samples or 0, min_value=0, step=100,
+                                key="train_n", help=HELP["max_train_samples"])
+    field_error("max_train_samples")
+    h5, h6, h7, h8 = st.columns(4)
+    max_length = h5.number_input("Max length", value=base.max_length, min_value=0, step=32, key="train_len",
+                                 help=HELP["max_length"])
+    field_error("max_length")
+    eval_len = h6.number_input("Eval max length (0 = same)", value=base.eval_max_length or 0, min_value=0, step=32,
+                               key="train_eval_len", help=HELP["eval_max_length"])
+    truncation = h7.selectbox("Truncation", TRUNCATIONS, index=TRUNCATIONS.index(base.truncation),
+                              key="train_trunc", help=HELP["truncation"])
+    scheduler = h8.selectbox("LR schedule", SCHEDULERS, index=SCHEDULERS.index(base.scheduler), key="train_sched")
+    h9, h10, h11, h12 = st.columns(4)
+    warmup = h9.number_input("Warmup ratio", value=float(base.warmup_ratio), min_value=0.0, step=0.05, key="train_warmup")
+    field_error("warmup_ratio")
+    patience = h10.number_input("Early-stopping patience", value=base.early_stopping_patience, min_value=0,
+                                key="train_patience", help=HELP["early_stopping_patience"])
+    precision = h11.selectbox("Precision", PRECISIONS, index=PRECISIONS.index(base.precision), key="train_precision",
+                              help=HELP["precision"])
+    field_error("precision")
+    seed = h12.number_input("Seed", value=base.seed, step=1, key="train_seed")
+    submitted = st.form_submit_button("🚀 Launch", type="primary")
+
+if submitted:
+    values = dict(
+        model=custom_model.strip() if model == "(other)" else model,
+        dataset=str(upload_path) if upload_path else dataset.strip(),
+        text_fields=upload_fields if upload_path else [f.strip() for f in text_fields.split(",") if f.strip()],
+        label_field=upload_label if upload_path else base.label_field,
+        epochs=epochs, learning_rate=learning_rate, batch_size=int(batch_size),
+        max_train_samples=int(max_train) or None, max_length=int(max_length), eval_max_length=int(eval_len) or None,
+        truncation=truncation, scheduler=scheduler, warmup_ratio=warmup, early_stopping_patience=int(patience),
+        precision=precision, seed=int(seed),
+    )
+    try:
+        source = RunConfig.from_dict({**base.to_dict(), **values})
+        if mode == "One run":
+            run = jobs.launch("train", source)
+        else:
+            target = preset.target.replace(dataset=target_dataset.strip(), model=source.model,
+                                           precision=source.precision, seed=source.seed)
+            run = jobs.launch("pipeline", dataclasses.replace(preset, source=source, target=target))
+        st.session_state["train_errors"] = {}
+        st.session_state["train_launched"] = run.run_id
+        st.rerun()
+    except ValueError as exc:
+        name = str(exc).split(":", 1)[0].strip()
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        st.session_state["train_errors"] = {name if name in known else "model": str(exc)}
+        st.rerun()
+
+if st.session_state.get("train_launched"):
+    run_id = st.session_state["train_launched"]
+    st.success(f"Launched {run_id}. It runs in the background: you can close this tab.")
+    st.page_link("pages/runs.py", label="Watch it on the Runs page", icon="📈", query_params={"run": run_id})
+if errors:
+    st.warning("Nothing was launched. " + " ".join(errors.values()))

@@ -1,0 +1,66 @@
+"""Transfer: the comparison table of a pipeline, confusion matrices, and the reviews that flipped."""
+
+import pandas as pd
+import streamlit as st
+
+from core.pipeline import ROW_TITLES, collect_results, flipped_predictions, load_results
+from core.runs import RunDir
+from pages.common import confusion_figure, run_label, runs_table
+
+st.title("Transfer")
+pipelines = [r for r in runs_table() if r["kind"] == "pipeline"]
+if not pipelines:
+    st.info("No pipeline yet. Start one from the Overview or Train page.")
+    st.stop()
+by_id = {r["id"]: r for r in pipelines}
+linked = st.query_params.get("pipeline")
+choice = st.selectbox("Pipeline", list(by_id), index=list(by_id).index(linked) if linked in by_id else 0,
+                      format_func=lambda i: run_label(by_id[i]), key="transfer_pipeline")
+st.query_params["pipeline"] = choice
+pipe = RunDir.for_id(choice)
+# A pipeline still running (or stopped part-way) shows the rows it has so far.
+results = load_results(pipe) if by_id[choice]["state"] == "completed" else collect_results(pipe)
+if not results or not results["rows"]:
+    st.info(f"No results yet: the pipeline is {by_id[choice]['state']}.")
+    st.stop()
+
+by = {r["name"]: r for r in results["rows"]}
+zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
+table = pd.DataFrame([{
+    "row": ROW_TITLES[r["name"]], "data": f"{r['dataset']}:{r['split']}", "accuracy": r["accuracy"], "F1": r["f1"],
+    "n": r["n"],
+    "Δ vs zero-shot": r["accuracy"] - zs["accuracy"] if zs and r["name"] in ("target_finetuned", "target_only_baseline") else None,
+    "Δ vs baseline": r["accuracy"] - bl["accuracy"] if bl and r["name"] == "target_finetuned" else None,
+} for r in results["rows"]])
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "accuracy": st.column_config.NumberColumn(format="%.4f"), "F1": st.column_config.NumberColumn(format="%.4f"),
+    "Δ vs zero-shot": st.column_config.NumberColumn(format="%+.4f"),
+    "Δ vs baseline": st.column_config.NumberColumn(format="%+.4f")})
+src, after = by.get("source"), by.get("source_after_target")
+notes = []
+if zs and by.get("target_finetuned"):
+    notes.append(f"Fine-tuning on the target moved target accuracy by {by['target_finetuned']['accuracy'] - zs['accuracy']:+.2%}.")
+if bl and by.get("target_finetuned"):
+    gain = by["target_finetuned"]["accuracy"] - bl["accuracy"]
+    notes.append(f"Against a target-only model with the same budget, the transfer {'helped' if gain > 0 else 'did not help'} ({gain:+.2%}).")
+if src and after:
+    notes.append(f"Source accuracy changed by {after['accuracy'] - src['accuracy']:+.2%} after target training (forgetting).")
+st.markdown(" ".join(notes))
+st.caption(f"Wall time: {results['wall_s']:.0f} s")
+
+st.subheader("Confusion matrices")
+with_cm = [r for r in results["rows"] if r.get("confusion")]
+for i in range(0, len(with_cm), 3):
+    cols = st.columns(3)
+    for col, r in zip(cols, with_cm[i:i + 3]):
+        col.plotly_chart(confusion_figure(r["confusion"], ROW_TITLES[r["name"]]), width="stretch", key=f"cm_{r['name']}")
+
+st.subheader("Target reviews that flipped between zero-shot and fine-tuned")
+flips = flipped_predictions(pipe)
+if flips.empty:
+    st.caption("None (or the stages have not both finished).")
+else:
+    st.caption(f"{len(flips)} flipped; {int(flips['fixed'].sum())} now right, {int((~flips['fixed']).sum())} now wrong.")
+    st.dataframe(flips, hide_index=True, width="stretch", column_config={
+        "p_positive_zero_shot": st.column_config.NumberColumn("P(pos) zero-shot", format="%.3f"),
+        "p_positive_finetuned": st.column_config.NumberColumn("P(pos) fine-tuned", format="%.3f")})

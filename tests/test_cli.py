@@ -1,0 +1,67 @@
+"""The command line as a user runs it: subprocesses, exit codes, one-line errors, JSON output."""
+
+import json
+
+import pytest
+
+from conftest import run_cli, tiny_config
+
+COMMANDS = ["train", "eval", "predict", "pipeline", "runs", "launch", "stop", "resume", "logs", "presets"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    out = run_cli(command, "--help")
+    assert out.returncode == 0 and "usage:" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "learning_rate=-0.001"], "error: learning_rate: must be > 0"),
+    (["--set", "epochs=0"], "error: epochs: must be > 0"),
+    (["--set", "model=nobody/no-such-model"], "error: model: 'nobody/no-such-model' is not a local folder or cached, and the Hugging Face Hub cannot be reached"),
+    (["--set", "model=minilm-offline", "--set", "dataset=./no/such/folder"], "error: dataset: no such file or folder"),
+    (["--set", "model=minilm-offline", "--set", "dataset=amazon_polarity"], "error: dataset: 'amazon_polarity' is not a local file or folder, and the Hugging Face Hub cannot be reached"),
+    (["--set", "target.epochs=2"], "error: target.epochs: target.* fields are for pipelines"),
+    (["--set", "epochs"], "error: --set: expected FIELD=VALUE"),
+])
+def test_bad_input_is_one_clear_line_and_leaves_no_run(args, message, lab_home):
+    out = run_cli("train", *args)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith(message) and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    runs = json.loads(run_cli("runs", "--json").stdout)
+    assert runs == []
+
+
+def test_corrupt_config_file(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    out = run_cli("train", "--config", str(bad))
+    assert out.returncode == 2 and out.stderr.startswith("error: config:")
+
+
+def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
+    cfg = tiny_config(tiny_model, reviews_dir)
+    (tmp_path / "c.json").write_text(json.dumps(cfg.to_dict()))
+    out = run_cli("train", "--config", str(tmp_path / "c.json"), "--set", "seed=7", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["state"] == "completed" and json.loads((reviews_dir.parent / "lab" / "runs" / result["run_id"] / "config.json").read_text())["seed"] == 7
+    run_id = result["run_id"]
+
+    ev = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--text-fields", "title,content", "--json")
+    assert ev.returncode == 0, ev.stderr
+    metrics = json.loads(ev.stdout)
+    assert set(metrics) >= {"accuracy", "f1", "n"} and metrics["n"] == 16
+
+    pred = run_cli("predict", "--run", run_id, "--json", input="Great film\n\nAwful film\n")
+    rows = json.loads(pred.stdout)
+    assert len(rows) == 2 and all(r["label"] in ("negative", "positive") and 0.5 <= r["probability"] <= 1 for r in rows)
+
+    empty = run_cli("predict", "--run", run_id, "   ")
+    assert empty.returncode == 2 and empty.stderr.strip() == "error: review: is empty"
+    missing = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--label-field", "stars")
+    assert missing.returncode == 2 and "label_field: column 'stars' is not in" in missing.stderr
+
+    listed = json.loads(run_cli("runs", "--json").stdout)
+    assert [r["id"] for r in listed] == [run_id] and listed[0]["state"] == "completed"

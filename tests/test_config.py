@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from core.config import PipelineConfig, RunConfig, load_config_file, load_preset, preset_names
+
+
+def test_defaults_are_valid_and_round_trip(tmp_path):
+    cfg = RunConfig()
+    assert cfg.model == "roberta-base"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    assert load_config_file(path) == cfg
+
+
+@pytest.mark.parametrize("field, value", [
+    ("learning_rate", -1e-5), ("epochs", 0), ("batch_size", 0), ("truncation", "middle"),
+    ("precision", "int4"), ("max_length", 4), ("validation_size", 1.5), ("scheduler", "zigzag"),
+    ("warmup_ratio", 1.2), ("max_train_samples", 0),
+])
+def test_bad_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"^{field}:"):
+        RunConfig(**{field: value})
+
+
+def test_overrides_parse_strings_by_field_type():
+    cfg = RunConfig().with_overrides({"epochs": "2", "learning_rate": "3e-5", "text_fields": "title,content",
+                                      "max_train_samples": "none", "group_by_length": "false", "batch_size": "8"})
+    assert (cfg.epochs, cfg.learning_rate, cfg.text_fields) == (2.0, 3e-5, ["title", "content"])
+    assert cfg.max_train_samples is None and cfg.group_by_length is False and cfg.batch_size == 8
+    with pytest.raises(ValueError, match="^batch_size: expected int"):
+        RunConfig().with_overrides({"batch_size": "eight"})
+    with pytest.raises(ValueError, match="^nonsense: not a RunConfig field"):
+        RunConfig().with_overrides({"nonsense": "1"})
+
+
+def test_pipeline_overrides_route_target_prefix():
+    p = load_preset("offline-quick").with_overrides({"epochs": "2", "target.max_train_samples": "500"})
+    assert p.source.epochs == 2 and p.target.epochs == 1
+    assert p.target.max_train_samples == 500
+    with pytest.raises(ValueError, match=r"^target\.learning_rate:"):
+        p.with_overrides({"target.learning_rate": "-1"})
+    assert PipelineConfig.from_dict(p.to_dict()).to_dict() == p.to_dict()
+
+
+def test_every_preset_loads():
+    for name in preset_names():
+        p = load_preset(name)
+        assert p.source.dataset and p.target.dataset
+    with pytest.raises(ValueError, match="^preset:"):
+        load_preset("nope")
+
+
+def test_corrupt_config_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text('{"model": "roberta-base", ')
+    with pytest.raises(ValueError, match="^config: .* is not valid JSON"):
+        load_config_file(bad)
+    bad.write_text('{"model": "x", "epochz": 1}')
+    with pytest.raises(ValueError, match="^epochz: not a RunConfig field"):
+        load_config_file(bad)

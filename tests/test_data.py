@@ -1,0 +1,118 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import DATA, review_frame, tiny_config
+from core.data import Encoder, Examples, join_fields, load_eval_examples, load_splits, map_labels, tokenize_cached
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ([0, 1, 1], [0, 1, 1]), ([1, 2, 2], [0, 1, 1]), (["neg", "pos"], [0, 1]),
+    (["Negative", "POSITIVE"], [0, 1]), (["0", "1"], [0, 1]), ([True, False], [1, 0]),
+])
+def test_label_mapping(raw, expected):
+    assert map_labels(raw).tolist() == expected
+
+
+def test_unmappable_and_missing_labels_are_named():
+    with pytest.raises(ValueError, match=r"^label_field: cannot map labels \['meh'\]"):
+        map_labels(["pos", "meh"])
+    with pytest.raises(ValueError, match=r"^label_field: cannot map labels \[3, 5\]"):
+        map_labels([3, 5])
+    with pytest.raises(ValueError, match="^label_field: 1 row"):
+        map_labels([0, None])
+
+
+def test_fields_join_into_one_text():
+    assert join_fields(["Great kettle", "Boils fast."]) == "Great kettle. Boils fast."
+    assert join_fields(["Wow!", "Boils fast."]) == "Wow! Boils fast."
+
+
+@pytest.fixture
+def encoder_factory(minilm_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    return lambda L, mode: Encoder(tok, L, mode, 0.25)
+
+
+def test_truncation_keeps_head_tail_or_both(encoder_factory):
+    words = " ".join(f"w{i}" for i in range(400))
+    for mode in ("head", "tail", "head_tail"):
+        enc = encoder_factory(32, mode)
+        ids = enc([words])[0]
+        assert len(ids) == 32
+        text = enc.tokenizer.decode(ids, skip_special_tokens=True).replace(" ", "")
+        assert text.startswith("w0") == (mode != "tail")
+        assert text.endswith("w399") == (mode != "head")
+    short = encoder_factory(32, "head_tail")(["fine"])[0]
+    assert short[0] == encoder_factory(32, "head").tokenizer.cls_token_id and len(short) == 3
+
+
+def test_a_one_megabyte_review_is_cut_before_tokenizing(encoder_factory):
+    huge = "great " * 180_000  # ~1 MB
+    enc = encoder_factory(64, "head_tail")
+    assert len(enc._clip_chars(huge)) <= 2 * enc.max_chars + 1
+    assert len(enc([huge])[0]) == 64
+
+
+def test_tokenized_data_is_cached_by_content(encoder_factory, tmp_path):
+    ex = Examples(["good film", "bad film"], np.array([1, 0]), np.array([0, 1]), "t")
+    enc = encoder_factory(16, "head")
+    ds, hit = tokenize_cached(ex, enc, tmp_path)
+    assert not hit and ds["label"] == [1, 0]
+    ds2, hit2 = tokenize_cached(ex, enc, tmp_path)
+    assert hit2 and ds2["input_ids"] == ds["input_ids"]
+    _, hit3 = tokenize_cached(ex, encoder_factory(8, "head"), tmp_path)  # another length: another entry
+    assert not hit3
+
+
+def test_splits_keep_first_n_and_validation_apart(reviews_dir, tiny_model):
+    s = load_splits(tiny_config(tiny_model, reviews_dir, max_train_samples=20, validation_size=10))
+    assert s.train.rows.tolist() == list(range(20))  # the first N rows, all of them
+    assert len(s.validation) == 10 and not set(s.validation.rows) & set(s.train.rows)
+    assert len(s.test) == 16 and s.test.source == "reviews:test"
+
+
+def test_a_single_file_gets_a_held_out_test_split(tmp_path, tiny_model):
+    f = tmp_path / "mine.csv"
+    review_frame(50).rename(columns={"content": "review"}).to_csv(f, index=False)
+    s = load_splits(tiny_config(tiny_model, f, max_train_samples=None, validation_size=5, text_fields=["review"]))
+    rows = [set(x.rows.tolist()) for x in (s.train, s.validation, s.test)]
+    assert not (rows[0] & rows[1] or rows[0] & rows[2] or rows[1] & rows[2])
+    assert len(s.test) == 10 and sum(map(len, rows)) == 50
+
+
+def test_empty_reviews_are_dropped_and_all_empty_is_an_error(tmp_path):
+    f = tmp_path / "t.jsonl"
+    pd.DataFrame({"text": ["good", "   ", "bad"], "label": ["pos", "neg", "neg"]}).to_json(f, orient="records", lines=True)
+    ex = load_eval_examples(str(f))
+    assert ex.texts == ["good", "bad"] and ex.labels.tolist() == [1, 0]
+    pd.DataFrame({"text": ["", " "], "label": [0, 1]}).to_json(f, orient="records", lines=True)
+    with pytest.raises(ValueError, match="^text_fields: every review"):
+        load_eval_examples(str(f))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "^dataset: .* is empty"),
+    ("text,label\n\"unclosed,1\nfoo", "^(dataset: cannot read|label_field|text_fields)"),
+    ("comment,stars\nnice,5\n", "^text_fields: cannot guess"),
+])
+def test_bad_files_give_one_line_errors(tmp_path, content, message):
+    f = tmp_path / "bad.csv"
+    f.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_eval_examples(str(f))
+
+
+def test_hub_dataset_when_offline_says_so():
+    with pytest.raises(ValueError, match="Hugging Face Hub cannot be reached"):
+        load_eval_examples("imdb")
+
+
+@pytest.mark.skipif(not (DATA / "imdb").exists(), reason="needs ../shared/data")
+def test_offline_data_loads_with_hub_column_names():
+    ex = load_eval_examples(str(DATA / "imdb"), "test", max_samples=5)
+    assert len(ex) == 5 and "<br" not in " ".join(ex.texts)
+    am = load_eval_examples(str(DATA / "amazon_reviews_multidomain"), "test", max_samples=5)
+    assert ". " in am.texts[0]  # title + content

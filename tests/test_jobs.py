@@ -1,0 +1,113 @@
+"""Background runs as real OS processes: launch, queue, kill -9, resume, index rebuild, 2 processes."""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import run_cli, tiny_config
+from core import jobs
+from core.runs import RunDir, read_jsonl
+
+
+def wait_for(predicate, timeout=120, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def launch_json(cfg, tmp_path, name="c.json", kind="train"):
+    (tmp_path / name).write_text(json.dumps(cfg.to_dict()))
+    out = run_cli("launch", kind, "--config", str(tmp_path / name), "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_launch_returns_at_once_and_the_run_outlives_the_launcher(reviews_dir, tiny_model, tmp_path):
+    started = time.time()
+    info = launch_json(tiny_config(tiny_model, reviews_dir), tmp_path)
+    assert set(info) == {"run_id", "run_dir"}
+    assert time.time() - started < 30  # the launcher does not train
+    status = jobs.wait(info["run_id"], timeout=180)
+    assert status["state"] == "completed"
+    assert status["pid"] != os.getpid() and status["host"]
+    assert "test reviews" in RunDir.for_id(info["run_id"]).log_path.read_text()
+
+
+def test_kill_9_is_reported_interrupted_and_resume_finishes(reviews_dir, tiny_model, tmp_path):
+    cfg = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=6, eval_steps=20,
+                      logging_steps=1, max_length=64)
+    info = launch_json(cfg, tmp_path)
+    run = RunDir.for_id(info["run_id"])
+    wait_for(lambda: (run.checkpoints_dir / "checkpoint-40").exists() and run.status().get("step", 0) >= 45,
+             what="a checkpoint and a few more steps")
+    os.kill(run.status()["pid"], signal.SIGKILL)
+    listed = wait_for(lambda: [r for r in json.loads(run_cli("runs", "--json").stdout)
+                               if r["id"] == run.run_id and r["state"] == "interrupted"], timeout=30, what="interrupted")
+    assert "ended without finishing" in listed[0]["error"]
+
+    out = run_cli("resume", run.run_id, "--json")
+    assert out.returncode == 0, out.stderr
+    assert jobs.wait(run.run_id, timeout=240)["state"] == "completed"
+    steps = [r["step"] for r in read_jsonl(run.metrics_path) if "loss" in r]
+    assert len(steps) == len(set(steps)) and set(steps) == set(range(1, 241))
+    assert run.has_model() and run.evals()
+
+
+def test_two_launches_in_the_same_second_run_one_after_the_other(reviews_dir, tiny_model, tmp_path):
+    a = jobs.launch("train", tiny_config(tiny_model, reviews_dir))
+    b = jobs.launch("train", tiny_config(tiny_model, reviews_dir, seed=3))
+    sa, sb = jobs.wait(a.run_id, 240), jobs.wait(b.run_id, 240)
+    assert sa["state"] == sb["state"] == "completed"
+    first, second = sorted([sa, sb], key=lambda s: s["started_at"])
+    assert second["started_at"] >= first["ended_at"] - 1.0  # one at a time
+
+
+def test_cancel_a_queued_run_and_stop_a_running_one(reviews_dir, tiny_model, tmp_path):
+    slow = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=50, max_length=64)
+    a = jobs.launch("train", slow)
+    b = jobs.launch("train", slow)
+    wait_for(lambda: a.status().get("step", 0) >= 3, what="first run training")
+    assert jobs.stop(b.run_id)["state"] == "cancelled"
+    status = jobs.stop(a.run_id, timeout=60)
+    assert status["state"] == "stopped"
+    assert list(a.checkpoints_dir.glob("checkpoint-*"))
+
+
+def test_the_index_is_rebuilt_from_the_folders(reviews_dir, tiny_model, lab_home):
+    from core.training import train_run
+
+    train_run(tiny_config(tiny_model, reviews_dir), RunDir.for_id("r-one"))
+    assert [r["id"] for r in jobs.list_runs()] == ["r-one"]
+    jobs.db_path().unlink()
+    rows = jobs.list_runs()
+    assert [(r["id"], r["state"]) for r in rows] == [("r-one", "completed")]
+    jobs.db_path().write_bytes(b"this is not a database" * 100)
+    assert [r["id"] for r in jobs.list_runs()] == ["r-one"]
+
+
+def test_a_stale_running_badge_is_reconciled(lab_home):
+    run = RunDir.for_id("ghost")
+    run.path.mkdir(parents=True)
+    (run.path / "config.json").write_text("{}")
+    run.update_status(state="running", pid=999_999_9, host=os.uname().nodename, started_at=time.time())
+    assert jobs.reconcile() == ["ghost"]
+    assert run.status()["state"] == "interrupted"
+
+
+def test_two_process_distributed_run_on_cpu(reviews_dir, tiny_model, tmp_path):
+    cfg = tiny_config(tiny_model, reviews_dir, num_processes=2, batch_size=4)
+    info = launch_json(cfg, tmp_path)
+    status = jobs.wait(info["run_id"], timeout=300)
+    run = RunDir.for_id(info["run_id"])
+    assert status["state"] == "completed", run.log_path.read_text()[-2000:]
+    # 32 rows / (2 processes x 4) = 4 optimizer steps, logged once each by rank 0 alone.
+    steps = [r["step"] for r in read_jsonl(run.metrics_path) if "loss" in r]
+    assert steps == [1, 2, 3, 4]
+    assert "--num_processes 2" in run.log_path.read_text()

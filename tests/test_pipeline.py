@@ -1,0 +1,30 @@
+import json
+
+from conftest import review_frame, tiny_config
+from core.config import PipelineConfig
+from core.pipeline import ROW_NAMES, run_pipeline
+from core.runs import RunDir
+
+
+def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model):
+    target = tmp_path / "target"
+    target.mkdir()
+    frame = review_frame(40).rename(columns={"content": "text"}).drop(columns=["title"])
+    frame.to_parquet(target / "train.parquet")
+    frame.head(12).to_parquet(target / "test.parquet")
+    pcfg = PipelineConfig(source=tiny_config(tiny_model, reviews_dir),
+                          target=tiny_config(tiny_model, target, text_fields=["text"], max_train_samples=24, epochs=2))
+    pipe = RunDir.for_id("p1")
+    status = run_pipeline(pcfg, pipe)
+    assert status["state"] == "completed"
+    results = json.loads((pipe.path / "results.json").read_text())
+    assert [r["name"] for r in results["rows"]] == list(ROW_NAMES)
+    by = {r["name"]: r for r in results["rows"]}
+    assert by["target_zero_shot"]["run_id"] == "p1.source" and by["target_finetuned"]["n"] == 12
+    assert by["source_after_target"]["dataset"] == "reviews"
+    # Lineage: stage 2 started from stage 1, the baseline from the base model with stage 2's budget.
+    t_cfg = json.loads(RunDir.for_id("p1.target").config_path.read_text())
+    b_cfg = json.loads(RunDir.for_id("p1.baseline").config_path.read_text())
+    assert t_cfg["init_from"] == "p1.source" and b_cfg["init_from"] is None
+    assert t_cfg["parent"] == "p1" and b_cfg["epochs"] == t_cfg["epochs"] == 2
+    assert "Target-only baseline" in (pipe.path / "results.md").read_text()

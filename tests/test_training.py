@@ -1,0 +1,62 @@
+"""Training with a tiny random BERT: run folder contents, stop, resume."""
+
+import threading
+import time
+
+import pytest
+
+from conftest import tiny_config
+from core.runs import RunDir, read_jsonl
+from core.training import latest_checkpoint, train_run
+
+
+def test_a_run_writes_its_folder_and_a_loadable_model(reviews_dir, tiny_model):
+    run = RunDir.for_id("t-run")
+    status = train_run(tiny_config(tiny_model, reviews_dir), run)
+    assert status["state"] == "completed" and status["total_steps"] == 4
+    assert 0.0 <= status["metrics"]["test_accuracy"] <= 1.0 and status["metrics"]["test_n"] == 16
+    records = read_jsonl(run.metrics_path)
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # every on_log, as it happened
+    assert any("eval_accuracy" in r for r in records)
+    assert {"config.json", "status.json", "metrics.jsonl", "log.txt", "model", "evals"} <= {p.name for p in run.path.iterdir()}
+    assert (run.model_dir / "model.safetensors").exists()
+    preds = next(iter(run.evals().values()))
+    assert preds["n"] == 16 and (run.evals_dir / "reviews-test" / "predictions.csv").exists()
+
+    from transformers import pipeline  # the saved folder works with plain transformers
+
+    out = pipeline("text-classification", model=str(run.model_dir), device="cpu")("I loved it")
+    assert out[0]["label"] in ("negative", "positive")
+
+
+def test_stop_checkpoints_and_resume_reaches_the_same_total(reviews_dir, tiny_model):
+    cfg = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=2, epochs=1)
+    run = RunDir.for_id("t-stop")
+    run.path.mkdir(parents=True)
+
+    def stop_after_some_steps():
+        while not any(r.get("step", 0) >= 5 for r in read_jsonl(run.metrics_path)):
+            time.sleep(0.05)
+        run.request_stop()
+
+    t = threading.Thread(target=stop_after_some_steps, daemon=True)
+    t.start()
+    status = train_run(cfg, run)
+    assert status["state"] == "stopped" and 5 <= status["step"] < 20
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None and int(ckpt.name.split("-")[1]) == status["step"]
+    assert not run.has_model()
+
+    final = train_run(cfg, run, resume=True)
+    assert final["state"] == "completed" and final["step"] == 20
+    steps = [r["step"] for r in read_jsonl(run.metrics_path) if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 20  # no step twice, none missing at the end
+    assert set(range(1, 21)) == set(steps)
+
+
+def test_a_failing_run_is_marked_failed_with_the_reason(reviews_dir, tiny_model):
+    run = RunDir.for_id("t-fail")
+    with pytest.raises(ValueError):
+        train_run(tiny_config(tiny_model, reviews_dir, text_fields=["nope"]), run)
+    status = run.status()
+    assert status["state"] == "failed" and status["error"].startswith("text_fields: column 'nope'")
