@@ -28,9 +28,11 @@ def machine() -> dict:
     return info
 
 
-def sidebar() -> None:
+def sidebar(pages: list) -> None:
     info = machine()
     with st.sidebar:
+        for p in pages:  # our own links: Streamlit's automatic list would also show pages/common.py
+            st.page_link(p, label=p.title, icon=p.icon)
         st.markdown("### Machine")
         if info["device"] == "cuda":
             st.write(f"GPU: {info['gpu']} × {info['gpu_count']} ({info['gpu_memory_gb']} GB)")
@@ -54,8 +56,8 @@ pages = [
     st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
     st.Page("pages/runs.py", title="Runs", icon="📈", url_path="runs"),
     st.Page("pages/transfer.py", title="Transfer", icon="🔁", url_path="transfer"),
-    st.Page("pages/try_review.py", title="Try a review", icon="💬", url_path="try"),
+    st.Page("pages/try.py", title="Try a review", icon="💬", url_path="try"),
 ]
-page = st.navigation(pages)
-sidebar()
+page = st.navigation(pages, position="hidden")
+sidebar(pages)
 page.run()

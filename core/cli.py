@@ -98,7 +98,7 @@ def cmd_eval(args) -> int:
     run = RunDir.find(args.run)
     fields = [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else []
     examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples)
-    predictor = Predictor.from_run(run.run_id, max_length=args.max_length, batch_size=args.batch_size)
+    predictor = Predictor.from_run(str(run.path), max_length=args.max_length, batch_size=args.batch_size)
     m = evaluate(predictor, examples, run if args.save else None, args.name)
     out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"]}
     _print(out, args.json, f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}")

@@ -237,8 +237,10 @@ def start_worker(run: RunDir) -> subprocess.Popen:
     run.update_status(state="running", phase="starting", started_at=run.status().get("started_at") or now(),
                       worker_started_at=now())
     log = open(run.log_path, "a")
+    # A lower CPU priority keeps the app and the terminal responsive while training takes every core.
     proc = subprocess.Popen([sys.executable, "-u", "-m", "core", "_work", run.run_id], cwd=PROJECT_ROOT,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: os.nice(5),
                             env={**os.environ, "SENTIMENT_LAB_HOME": str(artifacts_root()), "PYTHONUNBUFFERED": "1"})
     log.close()
     run.update_status(pid=proc.pid, pgid=proc.pid, host=socket.gethostname())

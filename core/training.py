@@ -292,6 +292,7 @@ def save_model(trainer, tokenizer, cfg: RunConfig, run: RunDir) -> None:
     tmp = run.path / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.save_model(str(tmp))
+    (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.json of the run says the same
     tokenizer.save_pretrained(str(tmp))
     write_json_atomic(tmp / INFERENCE_FILE, {"max_length": cfg.inference_max_length, "truncation": cfg.truncation,
                                              "head_fraction": cfg.head_fraction})

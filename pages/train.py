@@ -37,7 +37,7 @@ def field_error(name: str) -> None:
 
 # -- data source (outside the form: an upload needs a preview and a column picker) -------------
 st.subheader("Data")
-source_kind = st.radio("Source dataset", ["Preset / Hub / local path", "Upload a file"], horizontal=True,
+source_kind = st.radio("Where the training data comes from", ["Preset / Hub / local path", "Upload a file"], horizontal=True,
                        key="train_source_kind")
 upload_path, upload_fields, upload_label = None, None, None
 if source_kind == "Upload a file":
@@ -68,7 +68,8 @@ with st.form("train_form"):
     models = list(MODEL_PRESETS)
     model = c1.selectbox("Model", models + ["(other)"], index=models.index(base.model) if base.model in models else 0,
                          key="train_model", help=HELP["model"])
-    custom_model = c1.text_input("Other model (Hub id or folder)", key="train_model_custom")
+    custom_model = c1.text_input("Other model (Hub id or folder)", key="train_model_custom",
+                                 help="Overrides the list when filled in.")
     field_error("model")
     dataset = c2.text_input("Source dataset", value=base.dataset, key="train_dataset",
                             disabled=upload_path is not None,
@@ -114,7 +115,7 @@ with st.form("train_form"):
 
 if submitted:
     values = dict(
-        model=custom_model.strip() if model == "(other)" else model,
+        model=custom_model.strip() or model,  # a typed id or folder wins over the list
         dataset=str(upload_path) if upload_path else dataset.strip(),
         text_fields=upload_fields if upload_path else [f.strip() for f in text_fields.split(",") if f.strip()],
         label_field=upload_label if upload_path else base.label_field,

@@ -7,7 +7,7 @@ from conftest import ROOT, tiny_config
 from core.training import train_run
 from core.runs import RunDir
 
-PAGES = ["pages/overview.py", "pages/train.py", "pages/runs.py", "pages/transfer.py", "pages/try_review.py"]
+PAGES = ["pages/overview.py", "pages/train.py", "pages/runs.py", "pages/transfer.py", "pages/try.py"]
 
 
 def app(page: str | None = None) -> AppTest:
@@ -46,7 +46,7 @@ def test_runs_page_shows_the_runs_curves_and_status(finished_run):
 
 
 def test_try_page_answers_and_rejects_empty_and_huge_reviews(finished_run):
-    at = app("pages/try_review.py")
+    at = app("pages/try.py")
     at.text_area(key="try_text").input("An absolutely wonderful, moving film.")
     at.button(key="try_go").click().run()
     assert not at.error and len(at.metric) == 1
@@ -64,7 +64,7 @@ def test_try_page_answers_and_rejects_empty_and_huge_reviews(finished_run):
 def test_try_page_reports_a_deleted_model(finished_run):
     import shutil
 
-    at = app("pages/try_review.py")
+    at = app("pages/try.py")
     shutil.rmtree(finished_run.model_dir)
     at.text_area(key="try_text").input("Fine.")
     at.button(key="try_go").click().run()

@@ -1,0 +1,182 @@
+"""The app in headless Chromium, as a user clicks it. Screenshots go to test-artifacts/ for people to look at.
+
+Needs Debian's chromium (/usr/bin/chromium, installed by .ci/run) and Playwright for Python.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, review_frame
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A private lab folder and a review folder big enough for a validation split."""
+    home = tmp_path_factory.mktemp("browser-lab")
+    data = home / "reviews"
+    data.mkdir()
+    review_frame(300).to_parquet(data / "train.parquet")
+    review_frame(16).to_parquet(data / "test.parquet")
+    return home, data
+
+
+@pytest.fixture(scope="module")
+def server(lab):
+    home, _ = lab
+    port = free_port()
+    env = {**os.environ, "SENTIMENT_LAB_HOME": str(home / "artifacts"), "SENTIMENT_LAB_OFFLINE": "1"}
+    log = open(home / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + (home / "streamlit.log").read_text()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    from core import jobs  # leave no worker behind
+
+    os.environ["SENTIMENT_LAB_HOME"] = env["SENTIMENT_LAB_HOME"]
+    for run in jobs.iter_runs():
+        if run.status().get("state") in ("queued", "running", "stopping"):
+            jobs.stop(run.run_id, timeout=5, grace=2)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
+
+
+def settle(page, timeout=60_000):
+    """Wait until Streamlit has finished running the script for this page."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')?.innerText.includes('Running')",
+        timeout=timeout)
+    page.wait_for_timeout(500)
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
+    assert page.get_by_text("Page not found").count() == 0, "the URL did not resolve to its page"
+
+
+@pytest.mark.parametrize("path, heading", [("/", "Sentiment Transfer Lab"), ("/train", "Train"), ("/runs", "Runs"),
+                                           ("/transfer", "Transfer"), ("/try", "Try a review")])
+def test_every_page_loads(server, page, path, heading):
+    page.goto(server + path)
+    settle(page)
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=30_000)
+    no_exception(page)
+    shot(page, f"page{path.replace('/', '-') or '-overview'}")
+
+
+def loss_points(page) -> int:
+    return page.evaluate("""() => {
+        const plot = [...document.querySelectorAll('.js-plotly-plot')]
+            .find(p => (p.layout?.title?.text || '').includes('Training loss'));
+        // Plotly ships numpy arrays base64-encoded: _fullData holds the decoded point counts.
+        return plot && plot._fullData ? plot._fullData.reduce((n, t) => n + (t._length || 0), 0) : 0; }""")
+
+
+def test_train_watch_and_try_in_the_browser(server, page, lab, tiny_model):
+    _, data = lab
+    page.goto(server + "/train")
+    settle(page)
+    page.get_by_text("One run", exact=True).click()
+    for label, value in [("Other model (Hub id or folder)", tiny_model), ("Source dataset", str(data)),
+                         ("Epochs", "10"), ("Batch size", "1"), ("Train samples (0 = all)", "40"),
+                         ("Max length", "32"), ("Learning rate", "1e-3")]:
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Tab")
+    shot(page, "flow-1-train-form")
+    page.get_by_role("button", name="🚀 Launch").click()
+    page.get_by_text("Launched").wait_for(timeout=60_000)
+    no_exception(page)
+    shot(page, "flow-2-launched")
+
+    page.get_by_role("link", name="Watch it on the Runs page").click()
+    settle(page)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length > 0", timeout=120_000)
+    first = 0
+    deadline = time.time() + 120
+    while time.time() < deadline and first == 0:
+        first = loss_points(page)
+        page.wait_for_timeout(500)
+    assert first > 0, "the loss chart never got a point"
+    shot(page, "flow-3-runs-live")
+    # No reload, no click: the fragment rereads metrics.jsonl by itself.
+    deadline = time.time() + 60
+    later = first
+    while time.time() < deadline and later <= first:
+        page.wait_for_timeout(1000)
+        later = loss_points(page)
+    assert later > first, f"the loss chart did not grow on its own ({first} -> {later})"
+    shot(page, "flow-4-runs-grown")
+
+    page.get_by_text("step 400/400").first.wait_for(timeout=300_000)  # 40 rows x 10 epochs / batch 1
+    page.wait_for_timeout(3000)
+    no_exception(page)
+    shot(page, "flow-5-runs-finished")
+
+    page.goto(server + "/try")
+    settle(page)
+    shot(page, "flow-6-try-page")
+    page.locator("textarea").first.fill("A warm, funny and wonderful film. I loved it.")
+    page.get_by_role("button", name="Classify", exact=True).click()
+    metric = page.locator('[data-testid="stMetric"]').first
+    metric.wait_for(timeout=120_000)
+    text = metric.inner_text()
+    assert ("positive" in text or "negative" in text) and "%" in text
+    no_exception(page)
+    shot(page, "flow-7-try-answered")
