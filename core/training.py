@@ -199,6 +199,9 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
             f"test {len(splits.test) if splits.test else 0} ({splits.test.source if splits.test else 'none'})")
     source = model_source(cfg)
     tokenizer = load_tokenizer(source)
+    # Seed before the model exists: a new classification head is drawn at load time, and the
+    # Trainer only seeds inside its own __init__, too late for that.
+    transformers.set_seed(cfg.seed)
     model = load_model(source)
     trainable = freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
     run.log(f"model: {source} ({trainable:,} trainable parameters), precision {precision}")
