@@ -248,7 +248,7 @@ PRESETS["offline-quick"] = {
                    max_train_samples=1_200, validation_size=100, max_length=64, eval_max_length=128,
                    truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
                    learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
-    "target": dict(model="minilm-offline", dataset=_IMDB_LOCAL, text_fields=["text"], max_train_samples=2_000,
+    "target": dict(model="minilm-offline", dataset=_IMDB_LOCAL, text_fields=["text"], max_train_samples=1_000,
                    max_eval_samples=2_000, validation_size=100, max_length=64, eval_max_length=128,
                    truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
                    learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),

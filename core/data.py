@@ -375,10 +375,16 @@ def read_table_bytes(name: str, data: bytes):
         raise ValueError(f"file: {name} is not a readable {suffix[1:]} table ({_first_line(exc)})") from None
     if frame.empty or len(frame.columns) == 0:
         raise ValueError(f"file: {name} has no rows")
-    text_like = [c for c in frame.columns if frame[c].dtype == object]
-    if not text_like:
+    if not text_columns(frame):
         raise ValueError(f"file: {name} has no text column (columns: {', '.join(map(str, frame.columns))})")
     return frame
+
+
+def text_columns(frame) -> list[str]:
+    """Columns holding text (pandas 3 reads them as `str`, older versions as `object`)."""
+    import pandas as pd
+
+    return [str(c) for c in frame.columns if pd.api.types.is_string_dtype(frame[c]) or frame[c].dtype == object]
 
 
 def save_upload(name: str, data: bytes) -> Path:

@@ -13,7 +13,7 @@ from .data import LABEL_NAMES, Encoder, Examples
 from .runs import RunDir, now, read_json, write_json_atomic
 
 INFERENCE_FILE = "sentiment_lab.json"  # tokenization settings saved beside a trained model
-MAX_REVIEW_CHARS = 1_000_000
+MAX_REVIEW_CHARS = 10_000_000  # a 1 MB review is fine: the encoder keeps what the budget can use
 
 
 class Predictor:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PipelineConfig, RunConfig
-from .runs import (ACTIVE_STATES, PROJECT_ROOT, TERMINAL_STATES, RunDir, artifacts_root, iter_runs, new_run_id, now,
+from .runs import (PROJECT_ROOT, TERMINAL_STATES, RunDir, artifacts_root, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
 
 
@@ -87,7 +87,8 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
             "state": status.get("state") or "failed", "created_at": status.get("created_at"),
             "started_at": status.get("started_at"), "ended_at": status.get("ended_at"), "step": status.get("step"),
             "total_steps": status.get("total_steps"), "metrics": json.dumps(status.get("metrics") or {}),
-            "error": status.get("error"), "status_mtime": mtime}
+            "error": status.get("error") if status else "status.json is missing or unreadable (half-written folder)",
+            "status_mtime": mtime}
 
 
 def sync_index() -> None:
@@ -378,9 +379,9 @@ def delete(run_id: str) -> None:
     import shutil
 
     run = RunDir.find(run_id)
-    if run.status().get("state") in ACTIVE_STATES and worker_alive(run.status()) is not False \
-            and run.status().get("state") != "queued":
-        raise ValueError(f"run: {run.run_id} is active; stop it first")
+    status = run.status()
+    if status.get("state") in ("running", "stopping") and worker_alive(status) is not False:
+        raise ValueError(f"run: {run.run_id} is {status['state']}; stop it first")
     targets = [run] + [RunDir(p) for p in run.path.parent.glob(f"{run.run_id}.*") if p.is_dir()]
     for r in targets:
         shutil.rmtree(r.path, ignore_errors=True)

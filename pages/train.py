@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import pandas as pd
 import streamlit as st
 
 from core import jobs

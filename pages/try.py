@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core.data import read_table_bytes
+from core.data import read_table_bytes, text_columns
 from core.evaluation import check_review
 from core.pipeline import load_results
 from core.runs import RunDir
@@ -63,8 +63,7 @@ else:
     if upload is not None:
         try:
             frame = read_table_bytes(upload.name, upload.getvalue())
-            text_cols = [c for c in frame.columns if frame[c].dtype == object]
-            column = st.selectbox("Text column", text_cols, key="batch_col")
+            column = st.selectbox("Text column", text_columns(frame), key="batch_col")
             texts = [str(t) for t in frame[column].fillna("").tolist() if str(t).strip()]
         except ValueError as exc:
             show_error(exc)

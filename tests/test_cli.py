@@ -65,3 +65,26 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
 
     listed = json.loads(run_cli("runs", "--json").stdout)
     assert [r["id"] for r in listed] == [run_id] and listed[0]["state"] == "completed"
+
+
+def test_a_one_megabyte_review_is_answered(reviews_dir, tiny_model):
+    from core.runs import RunDir
+    from core.training import train_run
+
+    run = RunDir.for_id("big-review")
+    train_run(tiny_config(tiny_model, reviews_dir), run)
+    out = run_cli("predict", "--run", str(run.path), "--json", input="wonderful " * 105_000 + "\n")  # ~1 MB
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["label"] in ("negative", "positive")
+
+
+def test_a_half_written_run_folder_is_listed_not_fatal(lab_home):
+    folder = lab_home / "runs" / "half-written"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"kind": "train", "model": "x"}))
+    (folder / "status.json").write_text('{"state": "runn')
+    (lab_home / "runs" / "no-config-yet").mkdir()
+    out = run_cli("runs", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["id"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == {"half-written"} and "unreadable" in rows["half-written"]["error"]

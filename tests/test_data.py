@@ -116,3 +116,25 @@ def test_offline_data_loads_with_hub_column_names():
     assert len(ex) == 5 and "<br" not in " ".join(ex.texts)
     am = load_eval_examples(str(DATA / "amazon_reviews_multidomain"), "test", max_samples=5)
     assert ". " in am.texts[0]  # title + content
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("empty.csv", b"", "file: empty.csv is empty"),
+    ("latin.csv", "text,label\ncaf\u00e9 cr\u00e8me,1\n".encode("latin-1"), "file: latin.csv is not UTF-8"),
+    ("junk.parquet", b"\x00\x01 this is not parquet", "file: junk.parquet is not a readable parquet table"),
+    ("numbers.csv", b"a,b\n1,2\n3,4\n", "file: numbers.csv has no text column"),
+    ("notes.txt", b"hello", "file: notes.txt is not .csv, .parquet or .jsonl"),
+])
+def test_uploads_are_refused_with_the_reason(name, data, message):
+    from core.data import read_table_bytes
+
+    with pytest.raises(ValueError, match=f"^{message}"):
+        read_table_bytes(name, data)
+
+
+def test_a_good_upload_is_kept_by_content(lab_home):
+    from core.data import save_upload
+
+    data = b"review,label\nlovely,pos\nawful,neg\n"
+    first, second = save_upload("mine.csv", data), save_upload("mine.csv", data)
+    assert first == second and first.read_bytes() == data and first.parent == lab_home / "uploads"

@@ -5,7 +5,6 @@ import os
 import signal
 import time
 
-import pytest
 
 from conftest import run_cli, tiny_config
 from core import jobs
