@@ -200,7 +200,7 @@ def ensure_dispatcher() -> None:
 
 
 def queued_runs() -> list[RunDir]:
-    runs = [r for r in iter_runs() if r.status().get("state") == "queued" and not r.status().get("parent")]
+    runs = [r for r in iter_runs() if r.status().get("state") == "queued"]  # stages are never queued themselves
     return sorted(runs, key=lambda r: (r.status().get("queued_at") or 0, r.run_id))
 
 
