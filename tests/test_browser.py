@@ -117,7 +117,7 @@ def test_every_page_loads(server, page, path, heading):
     settle(page)
     page.get_by_role("heading", name=heading).first.wait_for(timeout=30_000)
     no_exception(page)
-    shot(page, f"page{path.replace('/', '-') or '-overview'}")
+    shot(page, f"page-{path.strip('/') or 'overview'}")
 
 
 def loss_points(page) -> int:
