@@ -114,7 +114,7 @@ def sync_index() -> None:
 
 
 def list_runs(reconcile_first: bool = True) -> list[dict[str, Any]]:
-    """Every run, newest first, with dead workers already reconciled."""
+    """Every run, newest first, a pipeline's stages right after it, with dead workers already reconciled."""
     if reconcile_first:
         reconcile()
     sync_index()
@@ -124,7 +124,16 @@ def list_runs(reconcile_first: bool = True) -> list[dict[str, Any]]:
     for r in rows:
         r["metrics"] = json.loads(r["metrics"] or "{}")
         r.pop("status_mtime", None)
-    return rows
+    stages: dict[str, list] = {}
+    for r in rows:
+        if r.get("parent"):
+            stages.setdefault(r["parent"], []).append(r)
+    ordered = []
+    for r in rows:
+        if not r.get("parent"):
+            ordered.append(r)
+            ordered.extend(sorted(stages.pop(r["id"], []), key=lambda s: s.get("started_at") or 0))
+    return ordered + [r for group in stages.values() for r in group]  # stages whose pipeline was deleted
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ if not rows:
     st.stop()
 by_id = {r["id"]: r for r in rows}
 
-st.dataframe(runs_frame(rows), hide_index=True, width="stretch", key="runs_table",
+# Jobs only: a pipeline's stages are listed under it in its details and can be picked below.
+st.dataframe(runs_frame([r for r in rows if not r.get("parent")]), hide_index=True, width="stretch", key="runs_table",
              column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
                             "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f")})
 

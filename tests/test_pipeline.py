@@ -28,3 +28,8 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     assert t_cfg["init_from"] == "p1.source" and b_cfg["init_from"] is None
     assert t_cfg["parent"] == "p1" and b_cfg["epochs"] == t_cfg["epochs"] == 2
     assert "Target-only baseline" in (pipe.path / "results.md").read_text()
+    # One job with its stages: `runs` lists the pipeline, then its stages in the order they ran.
+    from core.jobs import list_runs
+
+    assert [(r["id"], r["parent"]) for r in list_runs()] == [
+        ("p1", None), ("p1.source", "p1"), ("p1.target", "p1"), ("p1.baseline", "p1")]
