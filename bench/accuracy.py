@@ -26,7 +26,7 @@ def tfidf_baseline(pcfg) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from core.data import load_splits
+    from core.data import load_splits, load_test_split
 
     def fit_score(train_cfg, tests):
         splits = load_splits(train_cfg)
@@ -34,7 +34,7 @@ def tfidf_baseline(pcfg) -> dict:
         clf = LogisticRegression(C=4, max_iter=2000).fit(vec.fit_transform(splits.train.texts), splits.train.labels)
         return {name: round(float((clf.predict(vec.transform(ex.texts)) == ex.labels).mean()), 4) for name, ex in tests.items()}
 
-    src_test, tgt_test = load_splits(pcfg.source).test, load_splits(pcfg.target).test
+    src_test, tgt_test = load_test_split(pcfg.source), load_test_split(pcfg.target)
     # Trained on the same rows as the model's stages (the first N of each train split).
     out = fit_score(pcfg.source, {"source": src_test, "target_zero_shot": tgt_test})
     out.update({"target_finetuned": fit_score(pcfg.target, {"t": tgt_test})["t"]})

@@ -215,13 +215,10 @@ def cmd_work(args) -> int:
 def cmd_train_rank(args) -> int:
     """One rank of a distributed run (started by `accelerate launch`)."""
     from .runs import RunDir
-    from .training import train_run
+    from .training import run_config, train_run
 
     run = RunDir.for_id(args.run)
-    config = run.config()
-    for key in ("kind", "parent", "stage"):
-        config.pop(key, None)
-    train_run(RunConfig.from_dict(config), run, resume=args.resume)
+    train_run(run_config(run), run, resume=args.resume)
     return 0
 
 

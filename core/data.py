@@ -242,6 +242,14 @@ def load_splits(cfg) -> Splits:
     return Splits(train, validation, test)
 
 
+def load_test_split(cfg) -> Examples | None:
+    """Only the test split: a single file still needs the full carve; a folder or Hub split does not."""
+    if (resolve_local(cfg.dataset) or Path("")).is_file():
+        return load_splits(cfg).test
+    return load_eval_examples(cfg.dataset, cfg.eval_split, cfg.text_fields, cfg.label_field,
+                              cfg.max_eval_samples, cfg.dataset_config, missing_ok=True)
+
+
 def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[str] = (), label_field: str = "label",
                        max_samples: int | None = None, dataset_config: str | None = None,
                        missing_ok: bool = False) -> Examples | None:

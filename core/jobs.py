@@ -260,7 +260,7 @@ def start_worker(run: RunDir) -> subprocess.Popen:
 def work(run_id: str) -> int:
     """The worker's body: run what config.json says, in this process (or under accelerate launch)."""
     from .pipeline import run_pipeline
-    from .training import train_run
+    from .training import run_config, train_run
 
     run = RunDir.for_id(run_id)
     config = run.config()
@@ -272,8 +272,7 @@ def work(run_id: str) -> int:
         if kind == "pipeline":
             run_pipeline(PipelineConfig.from_dict(config), run, resume=resume)
             return 0
-        config.pop("parent", None), config.pop("stage", None)
-        cfg = RunConfig.from_dict(config)
+        cfg = run_config(run)
         if cfg.num_processes > 1 or cfg.num_machines > 1:
             return _work_distributed(run, cfg, resume)
         train_run(cfg, run, resume=resume)
@@ -350,8 +349,8 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
 
 
 def _active_children(run: RunDir) -> list[RunDir]:
-    return [RunDir.for_id(f"{run.run_id}.{k}") for k in ("source", "target", "baseline")
-            if RunDir.for_id(f"{run.run_id}.{k}").status().get("state") in ("running", "stopping")]
+    stages = (RunDir.for_id(f"{run.run_id}.{k}") for k in ("source", "target", "baseline"))
+    return [s for s in stages if s.status().get("state") in ("running", "stopping")]
 
 
 def _signal_group(status: dict[str, Any], sig: int) -> None:

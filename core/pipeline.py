@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PipelineConfig, RunConfig
-from .data import load_splits
+from .data import load_test_split
 from .evaluation import Predictor, evaluate
 from .runs import RunDir, now, read_json, write_json_atomic
 from .training import train_run
@@ -115,7 +115,7 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
     def step(pipe: RunDir, pcfg: PipelineConfig, configs: dict[str, RunConfig], stages: dict) -> Any:
         cfg = pcfg.source if data_cfg == "source" else pcfg.target
         run = RunDir.for_id(f"{pipe.run_id}.{model_stage}")
-        test = load_splits(cfg).test
+        test = load_test_split(cfg)
         if test is None:
             raise ValueError(f"dataset: {cfg.dataset} has no {cfg.eval_split!r} split to evaluate on")
         # The same tokenization as the dataset's own rows elsewhere in the table, so rows compare.

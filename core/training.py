@@ -116,6 +116,14 @@ def _rewind_metrics(run: RunDir, step: int) -> None:
     os.replace(tmp, run.metrics_path)
 
 
+def run_config(run: RunDir) -> RunConfig:
+    """A train run's config.json as a RunConfig, without the folder's bookkeeping keys."""
+    data = run.config()
+    for key in ("kind", "parent", "stage"):
+        data.pop(key, None)
+    return RunConfig.from_dict(data)
+
+
 def model_source(cfg: RunConfig) -> str:
     """Where this run's weights start: an earlier run's model (`init_from`) or the base model."""
     from .modeling import resolve_model

@@ -65,7 +65,7 @@ with st.form("train_form"):
                          "target, rescores the source, and trains a target-only baseline.")
     c1, c2 = st.columns(2)
     models = list(MODEL_PRESETS)
-    model = c1.selectbox("Model", models + ["(other)"], index=models.index(base.model) if base.model in models else 0,
+    model = c1.selectbox("Model", models, index=models.index(base.model) if base.model in models else 0,
                          key="train_model", help=HELP["model"])
     custom_model = c1.text_input("Other model (Hub id or folder)", key="train_model_custom",
                                  help="Overrides the list when filled in.")
