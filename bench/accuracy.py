@@ -2,6 +2,8 @@
 measured in the same run on the same rows. Prints one JSON object.
 
     python bench/accuracy.py --preset offline-quick [--set target.max_train_samples=2000 ...]
+    python bench/accuracy.py --preset offline-full --keep /tmp/full --no-tfidf   # on a GPU machine
+    python bench/accuracy.py --preset offline-full --tfidf-only                  # its reference, on any CPU
 
 The baseline follows ../shared/data/README.md: word 1-2-grams, min_df 2, sublinear tf, C=4.
 """
@@ -41,16 +43,31 @@ def tfidf_baseline(pcfg) -> dict:
     return out
 
 
+def _device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="offline-quick")
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--keep", metavar="DIR", help="keep the runs in DIR (default: a temporary folder)")
+    ap.add_argument("--no-tfidf", action="store_true",
+                    help="skip the TF-IDF reference (it is CPU work: on a borrowed GPU, run --tfidf-only elsewhere)")
+    ap.add_argument("--tfidf-only", action="store_true", help="only the TF-IDF reference on the preset's rows")
     args = ap.parse_args()
 
     from core.config import load_preset
 
     pcfg = load_preset(args.preset).with_overrides(dict(s.split("=", 1) for s in args.sets))
-    home = tempfile.mkdtemp(prefix="bench-lab-")
+    if args.tfidf_only:
+        t0 = time.time()
+        print(json.dumps({"preset": args.preset, "overrides": args.sets, "tfidf_baseline": tfidf_baseline(pcfg),
+                          "wall_s": round(time.time() - t0, 1)}, indent=2))
+        return 0
+    home = args.keep or tempfile.mkdtemp(prefix="bench-lab-")
     cmd = [sys.executable, "-m", "core", "pipeline", "--preset", args.preset, "--json"]
     for s in args.sets:
         cmd += ["--set", s]
@@ -63,11 +80,11 @@ def main() -> int:
         print(proc.stderr[-3000:], file=sys.stderr)
         return proc.returncode
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    baseline = tfidf_baseline(pcfg)
+    baseline = {} if args.no_tfidf else tfidf_baseline(pcfg)
     rows = {r["name"]: r for r in result["rows"]}
     print(json.dumps({
         "preset": args.preset, "overrides": args.sets, "wall_s": round(wall, 1), "pipeline_wall_s": result["wall_s"],
-        "peak_rss_mb": round(peak_mb), "cpu_count": os.cpu_count(),
+        "peak_rss_mb": round(peak_mb), "cpu_count": os.cpu_count(), "device": _device(), "runs": home,
         "rows": {name: {"accuracy": r["accuracy"], "f1": r["f1"], "n": r["n"], "data": f"{r['dataset']}:{r['split']}",
                         "tfidf_baseline": baseline.get(name),
                         "beats_baseline": None if baseline.get(name) is None else r["accuracy"] >= baseline[name]}
