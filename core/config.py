@@ -224,8 +224,24 @@ PRESETS: dict[str, dict[str, Any]] = {
                        learning_rate=2e-5, warmup_ratio=0.06, eval_steps=500, logging_steps=50,
                        early_stopping_patience=3, precision="fp16"),
     },
-    # Filled in below from measurements on 2 CPU cores (see README, "Offline presets").
-    "offline-quick": {},
+    # Measured on 2 CPU cores (README, "What offline-quick measures"): MiniLM trains ~10 reviews/s
+    # at 64 tokens and scores 15-25 reviews/s at 128 (this shared VM's speed drifts by a fifth within
+    # an hour), and the five evaluations (1,600 + 2,000 x 3 + 1,600 reviews) are most of the budget.
+    # So training is short (64 tokens, head+tail, one epoch, a high learning rate for a small model)
+    # and scoring is longer (128 tokens, head+tail); 1,000 reviews per stage leave room for a slow
+    # hour (~12.5 min measured in a fast one). Scoring IMDB at 112 tokens saved 55 s and cost 1.2
+    # points fine-tuned.
+    "offline-quick": {
+        "description": "MiniLM on ../shared/data, sized for the whole pipeline in about 15 minutes on 2 CPU cores.",
+        "source": dict(model="minilm-offline", dataset=_AMAZON_LOCAL, text_fields=["title", "content"],
+                       max_train_samples=1_000, validation_size=100, max_length=64, eval_max_length=128,
+                       truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
+                       learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
+        "target": dict(model="minilm-offline", dataset=_IMDB_LOCAL, text_fields=["text"], max_train_samples=1_000,
+                       max_eval_samples=2_000, validation_size=100, max_length=64, eval_max_length=128,
+                       truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
+                       learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
+    },
     "offline-full": {
         "description": "MiniLM on all of ../shared/data, 2 epochs, 512 tokens head+tail (hours on a CPU, minutes on a GPU).",
         "source": dict(model="minilm-offline", dataset=_AMAZON_LOCAL, text_fields=["title", "content"],
@@ -236,24 +252,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                        max_length=512, truncation="head_tail", epochs=2, batch_size=32, eval_batch_size=64,
                        learning_rate=5e-5, warmup_ratio=0.06, logging_steps=20, early_stopping_patience=2),
     },
-}
-
-PRESETS["offline-quick"] = {
-    # Measured on 2 CPU cores (README, "Offline presets"): MiniLM trains ~10 reviews/s at 64 tokens
-    # and scores 15-25 reviews/s at 128 (this shared VM's speed drifts by a fifth within an hour), and
-    # the five evaluations (1,600 + 2,000 x 3 + 1,600 reviews) are most of the budget. So training is
-    # short (64 tokens, head+tail, one epoch, a high learning rate for a small model) and scoring is
-    # longer (128 tokens, head+tail); 1,000 reviews per stage leave room for a slow hour (~12.5 min
-    # measured in a fast one). Scoring IMDB at 112 tokens saved 55 s and cost 1.2 points fine-tuned.
-    "description": "MiniLM on ../shared/data, sized for the whole pipeline in about 15 minutes on 2 CPU cores.",
-    "source": dict(model="minilm-offline", dataset=_AMAZON_LOCAL, text_fields=["title", "content"],
-                   max_train_samples=1_000, validation_size=100, max_length=64, eval_max_length=128,
-                   truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
-                   learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
-    "target": dict(model="minilm-offline", dataset=_IMDB_LOCAL, text_fields=["text"], max_train_samples=1_000,
-                   max_eval_samples=2_000, validation_size=100, max_length=64, eval_max_length=128,
-                   truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
-                   learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
 }
 
 
