@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from .config import PRESETS, PipelineConfig, RunConfig, load_config_file, load_preset
+from .config import PRESETS, TRUNCATIONS, PipelineConfig, RunConfig, load_config_file, load_preset
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -98,9 +98,15 @@ def cmd_eval(args) -> int:
     run = RunDir.find(args.run)
     fields = [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else []
     examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples)
-    predictor = Predictor.from_run(str(run.path), max_length=args.max_length, batch_size=args.batch_size)
+    if args.max_length is not None and not 8 <= args.max_length <= 4096:
+        raise ValueError(f"max_length: must be between 8 and 4096 tokens, got {args.max_length}")
+    if args.windows is not None and not 1 <= args.windows <= 32:
+        raise ValueError(f"windows: must be between 1 and 32, got {args.windows}")
+    predictor = Predictor.from_run(str(run.path), max_length=args.max_length, truncation=args.truncation,
+                                   windows=args.windows, batch_size=args.batch_size)
     m = evaluate(predictor, examples, run if args.save else None, args.name)
-    out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"]}
+    out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"],
+           "max_length": m["max_length"], "windows": m["windows"], "seconds": m["seconds"]}
     _print(out, args.json, f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}")
     return 0
 
@@ -244,7 +250,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--text-fields", default="", help="comma-separated text columns (default: guess)")
     p.add_argument("--label-field", default="label")
     p.add_argument("--max-samples", type=int, help="the first N rows")
-    p.add_argument("--max-length", type=int, help="tokens (default: as trained)")
+    p.add_argument("--max-length", type=int, help="tokens per window (default: as trained)")
+    p.add_argument("--truncation", choices=TRUNCATIONS, help="head, tail or head_tail (default: as trained)")
+    p.add_argument("--windows", type=int, help="average over up to N windows of a long review (default: as trained)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--save", action="store_true", help="save metrics and predictions under the run's evals/")
     p.add_argument("--name", help="folder name under evals/ (with --save)")

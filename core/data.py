@@ -312,6 +312,37 @@ class Encoder:
         ids = self.tokenizer(clipped, add_special_tokens=False, truncation=False)["input_ids"]
         return [self.prefix + self._truncate(x) + self.suffix for x in ids]
 
+    def windows(self, texts: Sequence[str], n: int) -> tuple[list[list[int]], np.ndarray]:
+        """Up to `n` windows per text, spread evenly from its first token to its last.
+
+        Returns the windows' token ids and, per window, the index of the text it came from. A text
+        that fits the budget is one window; a longer one gets as many as it needs to be covered,
+        at most `n` (two windows are its head and its tail, three add the middle, ...). Scoring
+        them all and averaging reads the whole of a long review, not only its ends, for n times
+        the compute.
+        """
+        if n <= 1:
+            return self(texts), np.arange(len(texts))
+        clipped = []
+        for text in texts:  # a 1 MB review keeps its start and end, n windows' worth of characters
+            reach = self.max_chars * n
+            clipped.append(text if len(text) <= 2 * reach else text[:reach] + " " + text[-reach:])
+        ids = self.tokenizer(clipped, add_special_tokens=False, truncation=False)["input_ids"]
+        out: list[list[int]] = []
+        owner: list[int] = []
+        for i, x in enumerate(ids):
+            count = min(n, -(-len(x) // self.budget)) if len(x) > self.budget else 1
+            if count == 1:
+                out.append(self.prefix + self._truncate(x) + self.suffix)
+                owner.append(i)
+                continue
+            last = len(x) - self.budget
+            for k in range(count):
+                start = round(k * last / (count - 1))
+                out.append(self.prefix + x[start:start + self.budget] + self.suffix)
+                owner.append(i)
+        return out, np.asarray(owner, dtype=np.int64)
+
     def cache_key(self, examples: Examples) -> str:
         payload = json.dumps([tokenizer_fingerprint(self.tokenizer), self.max_length, self.truncation,
                               self.head_fraction, examples.fingerprint()])

@@ -20,7 +20,7 @@ class Predictor:
     """A loaded model plus the tokenization it was trained with. Read-only after construction."""
 
     def __init__(self, model, tokenizer, max_length: int = 256, truncation: str = "head_tail",
-                 head_fraction: float = 0.25, batch_size: int = 32, name: str = ""):
+                 head_fraction: float = 0.25, batch_size: int = 32, name: str = "", windows: int = 1):
         import torch
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -28,6 +28,7 @@ class Predictor:
         self.tokenizer = tokenizer
         self.encoder = Encoder(tokenizer, max_length, truncation, head_fraction)
         self.batch_size = batch_size
+        self.windows = max(1, int(windows))
         self.name = name
 
     @classmethod
@@ -49,12 +50,15 @@ class Predictor:
         return cls.from_folder(run.model_dir, name=run.run_id, **overrides)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """P(negative), P(positive) per text. Batches are sorted by length so padding stays small."""
+        """P(negative), P(positive) per text, averaged over its windows when `windows` > 1.
+
+        Batches are sorted by length so padding stays small.
+        """
         import torch
 
-        ids = self.encoder(list(texts))
+        ids, owner = self.encoder.windows(list(texts), self.windows)
         order = np.argsort([len(x) for x in ids], kind="stable")
-        probs = np.zeros((len(ids), 2), dtype=np.float32)
+        window_probs = np.zeros((len(ids), 2), dtype=np.float32)
         pad = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for start in range(0, len(ids), self.batch_size):
@@ -66,8 +70,12 @@ class Predictor:
                     input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
                     mask[row, : len(ids[i])] = 1
                 logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
-                probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        return probs
+                window_probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        if len(ids) == len(texts):
+            return window_probs
+        probs = np.zeros((len(texts), 2), dtype=np.float32)
+        np.add.at(probs, owner, window_probs)
+        return probs / np.bincount(owner, minlength=len(texts))[:, None]
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         for i, text in enumerate(texts):
@@ -111,7 +119,7 @@ def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None
     preds = probs.argmax(axis=1)
     metrics = classification_metrics(examples.labels, preds)
     metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=predictor.encoder.max_length,
-                   truncation=predictor.encoder.truncation, model=predictor.name)
+                   truncation=predictor.encoder.truncation, windows=predictor.windows, model=predictor.name)
     if run is not None:
         folder = run.evals_dir / (name or eval_name(examples.source))
         folder.mkdir(parents=True, exist_ok=True)

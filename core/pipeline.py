@@ -120,7 +120,8 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
             raise ValueError(f"dataset: {cfg.dataset} has no {cfg.eval_split!r} split to evaluate on")
         # The same tokenization as the dataset's own rows elsewhere in the table, so rows compare.
         predictor = Predictor.from_run(run.run_id, max_length=cfg.inference_max_length, truncation=cfg.truncation,
-                                       head_fraction=cfg.head_fraction, batch_size=cfg.eval_batch_size)
+                                       head_fraction=cfg.head_fraction, windows=cfg.eval_windows,
+                                       batch_size=cfg.eval_batch_size)
         pipe.update_status(phase=f"evaluating {run.run_id} on {test.source}")
         m = evaluate(predictor, test, run, name=key)
         pipe.log(f"{key}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']} ({m['seconds']:.0f}s)")
@@ -166,7 +167,7 @@ def collect_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: fl
         dataset, _, split = str(m.get("dataset", "")).partition(":")
         rows.append({"name": name, "run_id": run.run_id, "dataset": dataset, "split": split,
                      "accuracy": round(m["accuracy"], 4), "f1": round(m["f1"], 4), "n": m["n"],
-                     "confusion": m.get("confusion"), "predictions": m.get("predictions")})
+                     "scored_as": scored_as(m), "confusion": m.get("confusion"), "predictions": m.get("predictions")})
     status = pipe.status()
     wall = round(wall_s if wall_s is not None else float(status.get("wall_s") or 0.0), 1)
     results = {"pipeline_id": rid, "rows": rows, "wall_s": wall, "created_at": now()}
@@ -175,16 +176,26 @@ def collect_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: fl
     return results
 
 
+def scored_as(metrics: dict[str, Any]) -> str:
+    """How an evaluation read each review: `128 tokens head_tail` or `80 tokens x 2 windows`."""
+    if not metrics.get("max_length"):
+        return ""
+    if (metrics.get("windows") or 1) > 1:
+        return f"{metrics['max_length']} tokens x {metrics['windows']} windows"
+    return f"{metrics['max_length']} tokens {metrics.get('truncation', '')}".strip()
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     by = {r["name"]: r for r in results["rows"]}
     zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
     lines = [f"# Transfer results: {results['pipeline_id']}", "",
-             "| row | data | accuracy | F1 | n | vs zero-shot | vs baseline |", "|---|---|---|---|---|---|---|"]
+             "| row | data | scored as | accuracy | F1 | n | vs zero-shot | vs baseline |", "|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
         target_row = r["name"] in ("target_finetuned", "target_only_baseline")
         d_zs = f"{r['accuracy'] - zs['accuracy']:+.4f}" if zs and target_row else ""
         d_bl = f"{r['accuracy'] - bl['accuracy']:+.4f}" if bl and r["name"] == "target_finetuned" else ""
-        lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r['accuracy']:.4f} | {r['f1']:.4f} "
+        lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r.get('scored_as', '')} "
+                     f"| {r['accuracy']:.4f} | {r['f1']:.4f} "
                      f"| {r['n']} | {d_zs} | {d_bl} |")
     lines += ["", f"Wall time: {results['wall_s']:.0f} s"]
     return "\n".join(lines) + "\n"

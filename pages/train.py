@@ -16,6 +16,8 @@ HELP = {
     "max_length": "Tokens the model reads during training; longer reviews are truncated.",
     "eval_max_length": "Tokens when scoring (empty: same as max length). Longer is slower and usually better.",
     "truncation": "Which part of a long review to keep: head, tail, or head+tail (start and verdict).",
+    "eval_windows": "When scoring, average over up to N windows spread across a long review (1: one window "
+                    "cut by the truncation rule). N windows cost up to N times the scoring time.",
     "max_train_samples": "Use the first N training rows (0: all).",
     "epochs": "Passes over the training rows.",
     "early_stopping_patience": "Stop after this many evaluations without a better validation accuracy (0: off).",
@@ -110,6 +112,12 @@ with st.form("train_form"):
                               help=HELP["precision"])
     field_error("precision")
     seed = h12.number_input("Seed", value=base.seed, step=1, key="train_seed")
+    h13, h14, _, _ = st.columns(4)
+    windows = h13.number_input("Score windows", value=base.eval_windows, min_value=0, step=1, key="train_windows",
+                               help=HELP["eval_windows"])
+    field_error("eval_windows")
+    weight_decay = h14.number_input("Weight decay", value=float(base.weight_decay), min_value=0.0, step=0.01,
+                                    key="train_wd")
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 
 if submitted:
@@ -121,7 +129,7 @@ if submitted:
         epochs=epochs, learning_rate=learning_rate, batch_size=int(batch_size),
         max_train_samples=int(max_train) or None, max_length=int(max_length), eval_max_length=int(eval_len) or None,
         truncation=truncation, scheduler=scheduler, warmup_ratio=warmup, early_stopping_patience=int(patience),
-        precision=precision, seed=int(seed),
+        precision=precision, seed=int(seed), eval_windows=int(windows), weight_decay=weight_decay,
     )
     try:
         source = RunConfig.from_dict({**base.to_dict(), **values})
@@ -129,7 +137,8 @@ if submitted:
             run = jobs.launch("train", source)
         else:
             target = preset.target.replace(dataset=target_dataset.strip(), model=source.model,
-                                           precision=source.precision, seed=source.seed)
+                                           precision=source.precision, seed=source.seed,
+                                           eval_windows=source.eval_windows)
             run = jobs.launch("pipeline", dataclasses.replace(preset, source=source, target=target))
         st.session_state["train_errors"] = {}
         st.session_state["train_launched"] = run.run_id

@@ -27,7 +27,8 @@ if not results or not results["rows"]:
 by = {r["name"]: r for r in results["rows"]}
 zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
 table = pd.DataFrame([{
-    "row": ROW_TITLES[r["name"]], "data": f"{r['dataset']}:{r['split']}", "accuracy": r["accuracy"], "F1": r["f1"],
+    "row": ROW_TITLES[r["name"]], "data": f"{r['dataset']}:{r['split']}", "scored as": r.get("scored_as", ""),
+    "accuracy": r["accuracy"], "F1": r["f1"],
     "n": r["n"],
     "Δ vs zero-shot": r["accuracy"] - zs["accuracy"] if zs and r["name"] in ("target_finetuned", "target_only_baseline") else None,
     "Δ vs baseline": r["accuracy"] - bl["accuracy"] if bl and r["name"] == "target_finetuned" else None,

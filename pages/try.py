@@ -41,11 +41,13 @@ if st.button("Classify", type="primary", key="try_go"):
         for col, run_id in zip(columns, chosen):
             with col:
                 try:
-                    result = predictor_for(run_id).predict([text])[0]
+                    predictor = predictor_for(run_id)
+                    result = predictor.predict([text])[0]
                 except ValueError as exc:
                     show_error(exc)
                     continue
-                st.caption(run_id)
+                windows = f" × {predictor.windows} windows" if predictor.windows > 1 else ""
+                st.caption(f"{run_id} · {predictor.encoder.max_length} tokens{windows}")
                 st.metric(result["label"], f"{result['probability']:.1%}")
                 st.progress(result["p_positive"], text=f"P(positive) = {result['p_positive']:.3f}")
     except ValueError as exc:

@@ -52,7 +52,12 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
     ev = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--text-fields", "title,content", "--json")
     assert ev.returncode == 0, ev.stderr
     metrics = json.loads(ev.stdout)
-    assert set(metrics) >= {"accuracy", "f1", "n"} and metrics["n"] == 16
+    assert set(metrics) >= {"accuracy", "f1", "n"} and metrics["n"] == 16 and metrics["windows"] == 1
+    windowed = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--windows", "3",
+                       "--max-length", "8", "--json")
+    assert windowed.returncode == 0 and json.loads(windowed.stdout)["windows"] == 3, windowed.stderr
+    zero = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--windows", "0")
+    assert zero.returncode == 2 and zero.stderr.strip() == "error: windows: must be between 1 and 32, got 0"
 
     pred = run_cli("predict", "--run", run_id, "--json", input="Great film\n\nAwful film\n")
     rows = json.loads(pred.stdout)

@@ -56,6 +56,22 @@ def test_a_one_megabyte_review_is_cut_before_tokenizing(encoder_factory):
     assert len(enc([huge])[0]) == 64
 
 
+def test_windows_cover_a_long_review_from_start_to_end(encoder_factory):
+    words = " ".join(f"w{i}" for i in range(300))
+    enc = encoder_factory(32, "head_tail")
+    ids, owner = enc.windows(["short one", words, "another"], 3)
+    assert owner.tolist() == [0, 1, 1, 1, 2]  # short texts stay one window, the long one gets three
+    assert all(len(x) <= 32 and x[0] == enc.tokenizer.cls_token_id for x in ids)
+    texts = [enc.tokenizer.decode(x, skip_special_tokens=True).replace(" ", "") for x in ids[1:4]]
+    assert texts[0].startswith("w0") and texts[-1].endswith("w299")
+    assert "w160" in texts[1] and "w0" not in texts[1] and "w299" not in texts[1]  # the middle one reads the middle
+    assert enc.windows([words], 1)[0] == enc([words])  # one window is the truncation rule
+    few = " ".join(f"w{i}" for i in range(25))  # needs two windows even when four are allowed
+    assert len(enc.windows([few], 4)[0]) == 2
+    huge = "great " * 180_000  # a 1 MB review still costs at most n windows
+    assert len(enc.windows([huge], 4)[0]) == 4
+
+
 def test_tokenized_data_is_cached_by_content(encoder_factory, tmp_path):
     ex = Examples(["good film", "bad film"], np.array([1, 0]), np.array([0, 1]), "t")
     enc = encoder_factory(16, "head")

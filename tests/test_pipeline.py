@@ -13,7 +13,8 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     frame.to_parquet(target / "train.parquet")
     frame.head(12).to_parquet(target / "test.parquet")
     pcfg = PipelineConfig(source=tiny_config(tiny_model, reviews_dir),
-                          target=tiny_config(tiny_model, target, text_fields=["text"], max_train_samples=24, epochs=2))
+                          target=tiny_config(tiny_model, target, text_fields=["text"], max_train_samples=24, epochs=2,
+                                                     eval_max_length=16, eval_windows=2))
     pipe = RunDir.for_id("p1")
     status = run_pipeline(pcfg, pipe)
     assert status["state"] == "completed"
@@ -22,6 +23,11 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     by = {r["name"]: r for r in results["rows"]}
     assert by["target_zero_shot"]["run_id"] == "p1.source" and by["target_finetuned"]["n"] == 12
     assert by["source_after_target"]["dataset"] == "reviews"
+    # Each dataset is scored the same way in every row it appears in, whichever model is scored.
+    assert {r["name"]: r["scored_as"] for r in results["rows"]} == {
+        "source": "32 tokens head_tail", "source_after_target": "32 tokens head_tail",
+        "target_zero_shot": "16 tokens x 2 windows", "target_finetuned": "16 tokens x 2 windows",
+        "target_only_baseline": "16 tokens x 2 windows"}
     # Lineage: stage 2 started from stage 1, the baseline from the base model with stage 2's budget.
     t_cfg = json.loads(RunDir.for_id("p1.target").config_path.read_text())
     b_cfg = json.loads(RunDir.for_id("p1.baseline").config_path.read_text())

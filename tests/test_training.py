@@ -60,3 +60,27 @@ def test_a_failing_run_is_marked_failed_with_the_reason(reviews_dir, tiny_model)
         train_run(tiny_config(tiny_model, reviews_dir, text_fields=["nope"]), run)
     status = run.status()
     assert status["state"] == "failed" and status["error"].startswith("text_fields: column 'nope'")
+
+
+def test_windowed_scoring_averages_the_windows_and_travels_with_the_model(reviews_dir, tiny_model):
+    import json
+
+    import numpy as np
+    import torch
+
+    from core.evaluation import INFERENCE_FILE, Predictor
+
+    long = " ".join(["a dull start", "but a wonderful middle"] * 40 + ["and an awful end"] * 20)
+    predictor = Predictor.from_folder(tiny_model, max_length=24, windows=3)
+    ids, owner = predictor.encoder.windows([long, "fine"], 3)
+    assert owner.tolist() == [0, 0, 0, 1]
+    with torch.inference_mode():
+        each = [torch.softmax(predictor.model(input_ids=torch.tensor([x])).logits, -1)[0].numpy() for x in ids]
+    probs = predictor.predict_proba([long, "fine"])
+    assert np.allclose(probs[0], np.mean(each[:3], axis=0), atol=1e-5) and np.allclose(probs[1], each[3], atol=1e-5)
+
+    run = RunDir.for_id("t-windows")
+    status = train_run(tiny_config(tiny_model, reviews_dir, eval_windows=2), run)
+    assert json.loads((run.model_dir / INFERENCE_FILE).read_text())["windows"] == 2
+    assert next(iter(run.evals().values()))["windows"] == 2 and status["state"] == "completed"
+    assert Predictor.from_run("t-windows").windows == 2  # the Try page and `predict` score the same way
