@@ -80,6 +80,15 @@ with st.form("train_form"):
                                 key="train_text_fields", disabled=upload_path is not None)
     field_error("text_fields")
     target_dataset = c2.text_input("Target dataset (pipeline)", value=preset.target.dataset, key="train_target")
+    t1, t2 = c2.columns(2)
+    target_eval_len = t1.number_input("Target eval tokens", value=preset.target.inference_max_length,
+                                      min_value=0, step=16, key="train_target_eval_len",
+                                      help="Tokens per window when the pipeline scores the target (0: its training length).")
+    target_windows = t2.number_input("Target score windows", value=preset.target.eval_windows, min_value=0, step=1,
+                                     key="train_target_windows", help=HELP["eval_windows"])
+    with c2:
+        field_error("target.eval_max_length")
+        field_error("target.eval_windows")
 
     st.markdown("**Hyperparameters**")
     h1, h2, h3, h4 = st.columns(4)
@@ -136,16 +145,20 @@ if submitted:
         if mode == "One run":
             run = jobs.launch("train", source)
         else:
-            target = preset.target.replace(dataset=target_dataset.strip(), model=source.model,
-                                           precision=source.precision, seed=source.seed,
-                                           eval_windows=source.eval_windows)
+            try:
+                target = preset.target.replace(dataset=target_dataset.strip(), model=source.model,
+                                               precision=source.precision, seed=source.seed,
+                                               eval_max_length=int(target_eval_len) or None,
+                                               eval_windows=int(target_windows))
+            except ValueError as exc:  # named as the pipeline's command line names it
+                raise ValueError(f"target.{exc}") from None
             run = jobs.launch("pipeline", dataclasses.replace(preset, source=source, target=target))
         st.session_state["train_errors"] = {}
         st.session_state["train_launched"] = run.run_id
         st.rerun()
     except ValueError as exc:
         name = str(exc).split(":", 1)[0].strip()
-        known = {f.name for f in dataclasses.fields(RunConfig)}
+        known = {f.name for f in dataclasses.fields(RunConfig)} | {"target.eval_max_length", "target.eval_windows"}
         st.session_state["train_errors"] = {name if name in known else "model": str(exc)}
         st.rerun()
 

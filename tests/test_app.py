@@ -80,3 +80,17 @@ def test_train_form_shows_a_bad_value_and_launches_nothing():
     from core import jobs
 
     assert jobs.list_runs() == []
+
+
+def test_train_form_carries_the_presets_target_scoring_and_checks_it():
+    at = app("pages/train.py")
+    # offline-quick scores IMDB as two 80-token windows; the form starts from that, not from the source's 128 x 1.
+    assert at.number_input(key="train_target_windows").value == 2
+    assert at.number_input(key="train_target_eval_len").value == 80
+    at.number_input(key="train_target_windows").set_value(0)
+    at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
+    assert not at.exception
+    assert any("target.eval_windows: must be between 1 and 32" in e.value for e in at.error)
+    from core import jobs
+
+    assert jobs.list_runs() == []
