@@ -318,15 +318,13 @@ class Encoder:
         Returns the windows' token ids and, per window, the index of the text it came from. A text
         that fits the budget is one window; a longer one gets as many as it needs to be covered,
         at most `n` (two windows are its head and its tail, three add the middle, ...). Scoring
-        them all and averaging reads the whole of a long review, not only its ends, for n times
+        them all and averaging reads more of a long review than one cut can, for up to n times
         the compute.
         """
         if n <= 1:
             return self(texts), np.arange(len(texts))
-        clipped = []
-        for text in texts:  # a 1 MB review keeps its start and end, n windows' worth of characters
-            reach = self.max_chars * n
-            clipped.append(text if len(text) <= 2 * reach else text[:reach] + " " + text[-reach:])
+        reach = self.max_chars * n  # a 1 MB review keeps its start and end, n windows' worth of characters
+        clipped = [t if len(t) <= 2 * reach else t[:reach] + " " + t[-reach:] for t in texts]
         ids = self.tokenizer(clipped, add_special_tokens=False, truncation=False)["input_ids"]
         out: list[list[int]] = []
         owner: list[int] = []
