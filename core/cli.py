@@ -98,10 +98,6 @@ def cmd_eval(args) -> int:
     run = RunDir.find(args.run)
     fields = [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else []
     examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples)
-    if args.max_length is not None and not 8 <= args.max_length <= 4096:
-        raise ValueError(f"max_length: must be between 8 and 4096 tokens, got {args.max_length}")
-    if args.windows is not None and not 1 <= args.windows <= 32:
-        raise ValueError(f"windows: must be between 1 and 32, got {args.windows}")
     predictor = Predictor.from_run(str(run.path), max_length=args.max_length, truncation=args.truncation,
                                    windows=args.windows, batch_size=args.batch_size)
     m = evaluate(predictor, examples, run if args.save else None, args.name)

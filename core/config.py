@@ -27,6 +27,15 @@ MODEL_PRESETS: dict[str, str] = {
 TRUNCATIONS = ("head", "tail", "head_tail")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+TOKEN_RANGE = (8, 4096)  # tokens per sequence (or per scoring window)
+WINDOW_RANGE = (1, 32)  # scoring windows per review
+
+
+def check_between(name: str, value: Any, bounds: tuple[int, int], unit: str = "") -> None:
+    """`ValueError("<name>: must be between LO and HI[ unit], got V")`: the config's and the scorer's one rule."""
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: must be between {lo} and {hi}{' ' + unit if unit else ''}, got {value!r}")
 
 
 @dataclass
@@ -102,16 +111,14 @@ class RunConfig:
             bad("samples_per_class", "set either max_train_samples or samples_per_class, not both")
         if not (0 < self.validation_size < 1 or (self.validation_size >= 1 and float(self.validation_size).is_integer())):
             bad("validation_size", "must be a fraction in (0, 1) or a whole row count >= 1")
-        if not 8 <= self.max_length <= 4096:
-            bad("max_length", "must be between 8 and 4096 tokens")
-        if self.eval_max_length is not None and not 8 <= self.eval_max_length <= 4096:
-            bad("eval_max_length", "must be between 8 and 4096 tokens")
+        check_between("max_length", self.max_length, TOKEN_RANGE, "tokens")
+        if self.eval_max_length is not None:
+            check_between("eval_max_length", self.eval_max_length, TOKEN_RANGE, "tokens")
         if self.truncation not in TRUNCATIONS:
             bad("truncation", f"must be one of {', '.join(TRUNCATIONS)}")
         if not 0 <= self.head_fraction <= 1:
             bad("head_fraction", "must be between 0 and 1")
-        if not 1 <= self.eval_windows <= 32:
-            bad("eval_windows", "must be between 1 and 32")
+        check_between("eval_windows", self.eval_windows, WINDOW_RANGE)
         if not self.epochs > 0:
             bad("epochs", "must be > 0")
         for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps"):
@@ -159,8 +166,8 @@ class RunConfig:
     def replace(self, **changes: Any) -> "RunConfig":
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
-    def with_overrides(self, assignments: dict[str, str]) -> "RunConfig":
-        """Apply `FIELD=VALUE` strings from the command line (values are parsed by field type)."""
+    def with_overrides(self, assignments: dict[str, Any]) -> "RunConfig":
+        """Apply `FIELD=VALUE` from the command line or a form (strings are parsed by field type)."""
         data = self.to_dict()
         types_ = {f.name: _field_type(f) for f in dataclasses.fields(self)}
         for key, raw in assignments.items():
@@ -192,7 +199,7 @@ class PipelineConfig:
         return cls(source=RunConfig.from_dict(data["source"]), target=RunConfig.from_dict(data["target"]),
                    name=str(data.get("name", "")), baseline=bool(data.get("baseline", True)))
 
-    def with_overrides(self, assignments: dict[str, str]) -> "PipelineConfig":
+    def with_overrides(self, assignments: dict[str, Any]) -> "PipelineConfig":
         """`FIELD=V` and `source.FIELD=V` set stage 1; `target.FIELD=V` sets stage 2 and the baseline."""
         source, target = {}, {}
         for key, value in assignments.items():

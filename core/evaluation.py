@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .config import TOKEN_RANGE, WINDOW_RANGE, check_between
 from .data import LABEL_NAMES, Encoder, Examples
 from .runs import RunDir, now, read_json, write_json_atomic
 
@@ -23,12 +24,14 @@ class Predictor:
                  head_fraction: float = 0.25, batch_size: int = 32, name: str = "", windows: int = 1):
         import torch
 
+        check_between("max_length", max_length, TOKEN_RANGE, "tokens")
+        check_between("windows", windows, WINDOW_RANGE)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.encoder = Encoder(tokenizer, max_length, truncation, head_fraction)
         self.batch_size = batch_size
-        self.windows = max(1, int(windows))
+        self.windows = windows
         self.name = name
 
     @classmethod
@@ -48,6 +51,10 @@ class Predictor:
             state = run.status().get("state", "unknown")
             raise ValueError(f"run: {run.run_id} has no trained model (state: {state})")
         return cls.from_folder(run.model_dir, name=run.run_id, **overrides)
+
+    @property
+    def scoring(self) -> str:
+        return scoring_label(self.encoder.max_length, self.encoder.truncation, self.windows)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """P(negative), P(positive) per text, averaged over its windows when `windows` > 1.
@@ -83,6 +90,13 @@ class Predictor:
         probs = self.predict_proba(texts)
         return [{"label": LABEL_NAMES[int(p.argmax())], "probability": float(p.max()), "p_positive": float(p[1])}
                 for p in probs]
+
+
+def scoring_label(max_length: int, truncation: str, windows: int = 1) -> str:
+    """How a review is read when scored: `128 tokens head_tail` or `80 tokens x 2 windows`."""
+    if windows > 1:
+        return f"{max_length} tokens x {windows} windows"
+    return f"{max_length} tokens {truncation}".strip()
 
 
 def check_review(text: Any, where: str = "review") -> None:

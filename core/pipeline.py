@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import PipelineConfig, RunConfig
 from .data import load_test_split
-from .evaluation import Predictor, evaluate
+from .evaluation import Predictor, evaluate, scoring_label
 from .runs import RunDir, now, read_json, write_json_atomic
 from .training import train_run
 
@@ -177,12 +177,10 @@ def collect_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: fl
 
 
 def scored_as(metrics: dict[str, Any]) -> str:
-    """How an evaluation read each review: `128 tokens head_tail` or `80 tokens x 2 windows`."""
+    """How an evaluation read each review (empty for metrics written before it was recorded)."""
     if not metrics.get("max_length"):
         return ""
-    if (metrics.get("windows") or 1) > 1:
-        return f"{metrics['max_length']} tokens x {metrics['windows']} windows"
-    return f"{metrics['max_length']} tokens {metrics.get('truncation', '')}".strip()
+    return scoring_label(metrics["max_length"], metrics.get("truncation", ""), metrics.get("windows") or 1)
 
 
 def results_markdown(results: dict[str, Any]) -> str:

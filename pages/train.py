@@ -87,6 +87,7 @@ with st.form("train_form"):
     target_windows = t2.number_input("Target score windows", value=preset.target.eval_windows, min_value=0, step=1,
                                      key="train_target_windows", help=HELP["eval_windows"])
     with c2:
+        field_error("target.dataset")
         field_error("target.eval_max_length")
         field_error("target.eval_windows")
 
@@ -145,20 +146,20 @@ if submitted:
         if mode == "One run":
             run = jobs.launch("train", source)
         else:
-            try:
-                target = preset.target.replace(dataset=target_dataset.strip(), model=source.model,
-                                               precision=source.precision, seed=source.seed,
-                                               eval_max_length=int(target_eval_len) or None,
-                                               eval_windows=int(target_windows))
-            except ValueError as exc:  # named as the pipeline's command line names it
-                raise ValueError(f"target.{exc}") from None
-            run = jobs.launch("pipeline", dataclasses.replace(preset, source=source, target=target))
+            # Stage 2 and the baseline follow the form's model, precision and seed; a bad target value is
+            # named `target.FIELD`, as on the command line.
+            pcfg = dataclasses.replace(preset, source=source).with_overrides({
+                "target.dataset": target_dataset.strip(), "target.model": source.model,
+                "target.precision": source.precision, "target.seed": source.seed,
+                "target.eval_max_length": int(target_eval_len) or None, "target.eval_windows": int(target_windows)})
+            run = jobs.launch("pipeline", pcfg)
         st.session_state["train_errors"] = {}
         st.session_state["train_launched"] = run.run_id
         st.rerun()
     except ValueError as exc:
         name = str(exc).split(":", 1)[0].strip()
-        known = {f.name for f in dataclasses.fields(RunConfig)} | {"target.eval_max_length", "target.eval_windows"}
+        fields = [f.name for f in dataclasses.fields(RunConfig)]
+        known = set(fields) | {f"target.{f}" for f in fields}
         st.session_state["train_errors"] = {name if name in known else "model": str(exc)}
         st.rerun()
 

@@ -46,8 +46,7 @@ if st.button("Classify", type="primary", key="try_go"):
                 except ValueError as exc:
                     show_error(exc)
                     continue
-                windows = f" × {predictor.windows} windows" if predictor.windows > 1 else ""
-                st.caption(f"{run_id} · {predictor.encoder.max_length} tokens{windows}")
+                st.caption(f"{run_id} · {predictor.scoring}")
                 st.metric(result["label"], f"{result['probability']:.1%}")
                 st.progress(result["p_positive"], text=f"P(positive) = {result['p_positive']:.3f}")
     except ValueError as exc:
