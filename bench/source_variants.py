@@ -100,9 +100,12 @@ def main() -> None:
         loss = torch.nn.functional.cross_entropy(logits(*batch(x[i : i + bs])), y[i : i + bs])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step(), sched.step(), opt.zero_grad()
+        opt.step()
+        sched.step()
+        opt.zero_grad()
     train_s = time.time() - t0
-    enc.eval(), drop.eval()
+    enc.eval()
+    drop.eval()
 
     def accuracy(texts: list[str], labels: np.ndarray) -> float:
         seqs = head_tail(texts, 128)

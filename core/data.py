@@ -288,14 +288,16 @@ class Encoder:
         # A 1 MB review is cut to characters the budget can use before the tokenizer sees it.
         self.max_chars = max(self.budget * 24, 512)
 
-    def _clip_chars(self, text: str) -> str:
-        if len(text) <= self.max_chars:
-            return text
-        if self.truncation == "head":
-            return text[: self.max_chars]
-        if self.truncation == "tail":
-            return text[-self.max_chars:]
-        return text[: self.max_chars] + " " + text[-self.max_chars:]
+    def _clip_chars(self, text: str, reach: int | None = None, truncation: str | None = None) -> str:
+        """Keep the characters the kept tokens can come from: `reach` (default max_chars) from the start, the
+        end, or both (head_tail, also what windows spanning a whole review need)."""
+        reach = reach or self.max_chars
+        truncation = truncation or self.truncation
+        if truncation == "head":
+            return text[:reach]
+        if truncation == "tail":
+            return text[-reach:]
+        return text if len(text) <= 2 * reach else text[:reach] + " " + text[-reach:]
 
     def _truncate(self, ids: list[int]) -> list[int]:
         if len(ids) <= self.budget:
@@ -323,8 +325,8 @@ class Encoder:
         """
         if n <= 1:
             return self(texts), np.arange(len(texts))
-        reach = self.max_chars * n  # a 1 MB review keeps its start and end, n windows' worth of characters
-        clipped = [t if len(t) <= 2 * reach else t[:reach] + " " + t[-reach:] for t in texts]
+        # A 1 MB review keeps its start and end, n windows' worth of characters each.
+        clipped = [self._clip_chars(t, self.max_chars * n, "head_tail") for t in texts]
         ids = self.tokenizer(clipped, add_special_tokens=False, truncation=False)["input_ids"]
         out: list[list[int]] = []
         owner: list[int] = []
