@@ -99,10 +99,11 @@ def cmd_eval(args) -> int:
     fields = [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else []
     examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples)
     predictor = Predictor.from_run(str(run.path), max_length=args.max_length, truncation=args.truncation,
-                                   windows=args.windows, batch_size=args.batch_size)
+                                   windows=args.windows, confidence=args.confidence, batch_size=args.batch_size)
     m = evaluate(predictor, examples, run if args.save else None, args.name)
     out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"],
-           "max_length": m["max_length"], "windows": m["windows"], "seconds": m["seconds"]}
+           "max_length": m["max_length"], "windows": m["windows"], "confidence": m["confidence"],
+           "windows_read": m["windows_read"], "seconds": m["seconds"]}
     _print(out, args.json, f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}")
     return 0
 
@@ -249,6 +250,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, help="tokens per window (default: as trained)")
     p.add_argument("--truncation", choices=TRUNCATIONS, help="head, tail or head_tail (default: as trained)")
     p.add_argument("--windows", type=int, help="average over up to N windows of a long review (default: as trained)")
+    p.add_argument("--confidence", type=float,
+                   help="with --windows: stop reading a review once one label reaches this probability "
+                        "(1.0: read every window; default: as trained)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--save", action="store_true", help="save metrics and predictions under the run's evals/")
     p.add_argument("--name", help="folder name under evals/ (with --save)")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import TOKEN_RANGE, WINDOW_RANGE, check_between
+from .config import CONFIDENCE_RANGE, TOKEN_RANGE, WINDOW_RANGE, check_between
 from .data import LABEL_NAMES, Encoder, Examples
 from .runs import RunDir, now, read_json, write_json_atomic
 
@@ -21,17 +21,20 @@ class Predictor:
     """A loaded model plus the tokenization it was trained with. Read-only after construction."""
 
     def __init__(self, model, tokenizer, max_length: int = 256, truncation: str = "head_tail",
-                 head_fraction: float = 0.25, batch_size: int = 32, name: str = "", windows: int = 1):
+                 head_fraction: float = 0.25, batch_size: int = 32, name: str = "", windows: int = 1,
+                 confidence: float = 1.0):
         import torch
 
         check_between("max_length", max_length, TOKEN_RANGE, "tokens")
         check_between("windows", windows, WINDOW_RANGE)
+        check_between("confidence", confidence, CONFIDENCE_RANGE)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.encoder = Encoder(tokenizer, max_length, truncation, head_fraction)
         self.batch_size = batch_size
         self.windows = windows
+        self.confidence = confidence
         self.name = name
 
     @classmethod
@@ -54,18 +57,23 @@ class Predictor:
 
     @property
     def scoring(self) -> str:
-        return scoring_label(self.encoder.max_length, self.encoder.truncation, self.windows)
+        return scoring_label(self.encoder.max_length, self.encoder.truncation, self.windows, self.confidence)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """P(negative), P(positive) per text, averaged over its windows when `windows` > 1.
+        """P(negative), P(positive) per text, averaged over the windows read (see `read`)."""
+        return self.read(texts)[0]
 
-        Batches are sorted by length so padding stays small.
-        """
+    def read(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities per text, and how many of its windows were scored (see `read_windows`)."""
+        ids, owner = self.encoder.windows(list(texts), self.windows)
+        return read_windows(owner, len(texts), lambda picked: self.score_ids([ids[w] for w in picked]), self.confidence)
+
+    def score_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """Softmax probabilities per token sequence; batches sorted by length so padding stays small."""
         import torch
 
-        ids, owner = self.encoder.windows(list(texts), self.windows)
         order = np.argsort([len(x) for x in ids], kind="stable")
-        window_probs = np.zeros((len(ids), 2), dtype=np.float32)
+        probs = np.zeros((len(ids), 2), dtype=np.float32)
         pad = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for start in range(0, len(ids), self.batch_size):
@@ -77,12 +85,8 @@ class Predictor:
                     input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
                     mask[row, : len(ids[i])] = 1
                 logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
-                window_probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        if len(ids) == len(texts):
-            return window_probs
-        probs = np.zeros((len(texts), 2), dtype=np.float32)
-        np.add.at(probs, owner, window_probs)
-        return probs / np.bincount(owner, minlength=len(texts))[:, None]
+                probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return probs
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         for i, text in enumerate(texts):
@@ -92,8 +96,44 @@ class Predictor:
                 for p in probs]
 
 
-def scoring_label(max_length: int, truncation: str, windows: int = 1) -> str:
-    """How a review is read when scored: `128 tokens head_tail` or `80 tokens x 2 windows`."""
+def read_windows(owner: np.ndarray, n_texts: int, score: Callable[[np.ndarray], np.ndarray],
+                 confidence: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Average each text's window probabilities; return them and how many windows each text read.
+
+    `owner[w]` is the text window `w` belongs to (in order: start, ..., end) and `score(windows)`
+    gives their probabilities. At `confidence` 1.0 every window is scored, in one pass. Below it a
+    long review is read from its end (where reviewers give their verdict), then its start, then the
+    windows between, and reading stops as soon as the average so far gives one label that
+    probability: a review the model is sure of after one window costs one window, and the compute
+    goes to the reviews it is unsure of.
+    """
+    sums = np.zeros((n_texts, 2), dtype=np.float32)
+    reads = np.zeros(n_texts, dtype=np.int64)
+    if confidence >= 1.0 or len(owner) == n_texts:
+        np.add.at(sums, owner, score(np.arange(len(owner))))
+        np.add.at(reads, owner, 1)
+        return sums / reads[:, None], reads
+    per_text: list[list[int]] = [[] for _ in range(n_texts)]
+    for w, t in enumerate(owner):
+        per_text[t].append(w)
+    order = [ws[-1:] + ws[:-1] for ws in per_text]  # end, start, then the middle
+    pending = np.arange(n_texts)
+    for k in range(max(len(o) for o in order)):
+        pending = pending[[k < len(order[t]) for t in pending]]
+        if not len(pending):
+            break
+        sums[pending] += score(np.asarray([order[t][k] for t in pending]))
+        reads[pending] += 1
+        sure = (sums[pending] / reads[pending, None]).max(axis=1) >= confidence
+        pending = pending[~sure]
+    return sums / reads[:, None], reads
+
+
+def scoring_label(max_length: int, truncation: str, windows: int = 1, confidence: float = 1.0) -> str:
+    """How a review is read when scored: `128 tokens head_tail`, `80 tokens x 2 windows`, or
+    `112 tokens x up to 2 windows, stop at p 0.9`."""
+    if windows > 1 and confidence < 1.0:
+        return f"{max_length} tokens x up to {windows} windows, stop at p {confidence:g}"
     if windows > 1:
         return f"{max_length} tokens x {windows} windows"
     return f"{max_length} tokens {truncation}".strip()
@@ -129,11 +169,13 @@ def eval_name(source: str) -> str:
 def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None) -> dict[str, Any]:
     """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/."""
     t0 = now()
-    probs = predictor.predict_proba(examples.texts)
+    probs, reads = predictor.read(examples.texts)
     preds = probs.argmax(axis=1)
     metrics = classification_metrics(examples.labels, preds)
     metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=predictor.encoder.max_length,
-                   truncation=predictor.encoder.truncation, windows=predictor.windows, model=predictor.name)
+                   truncation=predictor.encoder.truncation, windows=predictor.windows,
+                   confidence=predictor.confidence, windows_read=round(float(reads.mean()), 3) if len(reads) else 0.0,
+                   model=predictor.name)
     if run is not None:
         folder = run.evals_dir / (name or eval_name(examples.source))
         folder.mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,7 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
         # The same tokenization as the dataset's own rows elsewhere in the table, so rows compare.
         predictor = Predictor.from_run(run.run_id, max_length=cfg.inference_max_length, truncation=cfg.truncation,
                                        head_fraction=cfg.head_fraction, windows=cfg.eval_windows,
+                                       confidence=cfg.eval_confidence,
                                        batch_size=cfg.eval_batch_size)
         pipe.update_status(phase=f"evaluating {run.run_id} on {test.source}")
         m = evaluate(predictor, test, run, name=key)
@@ -180,7 +181,11 @@ def scored_as(metrics: dict[str, Any]) -> str:
     """How an evaluation read each review (empty for metrics written before it was recorded)."""
     if not metrics.get("max_length"):
         return ""
-    return scoring_label(metrics["max_length"], metrics.get("truncation", ""), metrics.get("windows") or 1)
+    confidence = metrics.get("confidence") or 1.0
+    label = scoring_label(metrics["max_length"], metrics.get("truncation", ""), metrics.get("windows") or 1, confidence)
+    if confidence < 1.0 and metrics.get("windows_read"):  # how much of the reading the threshold saved
+        label += f" ({metrics['windows_read']:.2f} read per review)"
+    return label
 
 
 def results_markdown(results: dict[str, Any]) -> str:

@@ -306,7 +306,8 @@ def save_model(trainer, tokenizer, cfg: RunConfig, run: RunDir) -> None:
     (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.json of the run says the same
     tokenizer.save_pretrained(str(tmp))
     write_json_atomic(tmp / INFERENCE_FILE, {"max_length": cfg.inference_max_length, "truncation": cfg.truncation,
-                                             "head_fraction": cfg.head_fraction, "windows": cfg.eval_windows})
+                                             "head_fraction": cfg.head_fraction, "windows": cfg.eval_windows,
+                                             "confidence": cfg.eval_confidence})
     shutil.rmtree(run.model_dir, ignore_errors=True)
     os.replace(tmp, run.model_dir)
 

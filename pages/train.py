@@ -18,6 +18,8 @@ HELP = {
     "truncation": "Which part of a long review to keep: head, tail, or head+tail (start and verdict).",
     "eval_windows": "When scoring, average over up to N windows spread across a long review (1: one window "
                     "cut by the truncation rule). N windows cost up to N times the scoring time.",
+    "eval_confidence": "With several windows: read the end of a review first, then its start, then the middle, "
+                       "and stop once one label reaches this probability (1.0: always read every window).",
     "max_train_samples": "Use the first N training rows (0: all).",
     "epochs": "Passes over the training rows.",
     "early_stopping_patience": "Stop after this many evaluations without a better validation accuracy (0: off).",
@@ -80,16 +82,20 @@ with st.form("train_form"):
                                 key="train_text_fields", disabled=upload_path is not None)
     field_error("text_fields")
     target_dataset = c2.text_input("Target dataset (pipeline)", value=preset.target.dataset, key="train_target")
-    t1, t2 = c2.columns(2)
+    t1, t2, t3 = c2.columns(3)
     target_eval_len = t1.number_input("Target eval tokens", value=preset.target.inference_max_length,
                                       min_value=0, step=16, key="train_target_eval_len",
                                       help="Tokens per window when the pipeline scores the target (0: its training length).")
     target_windows = t2.number_input("Target score windows", value=preset.target.eval_windows, min_value=0, step=1,
                                      key="train_target_windows", help=HELP["eval_windows"])
+    target_confidence = t3.number_input("Target stop at p", value=float(preset.target.eval_confidence), min_value=0.0,
+                                        max_value=1.0, step=0.05, key="train_target_confidence",
+                                        help=HELP["eval_confidence"])
     with c2:
         field_error("target.dataset")
         field_error("target.eval_max_length")
         field_error("target.eval_windows")
+        field_error("target.eval_confidence")
 
     st.markdown("**Hyperparameters**")
     h1, h2, h3, h4 = st.columns(4)
@@ -122,10 +128,13 @@ with st.form("train_form"):
                               help=HELP["precision"])
     field_error("precision")
     seed = h12.number_input("Seed", value=base.seed, step=1, key="train_seed")
-    h13, h14, _, _ = st.columns(4)
+    h13, h14, h15, _ = st.columns(4)
     windows = h13.number_input("Score windows", value=base.eval_windows, min_value=0, step=1, key="train_windows",
                                help=HELP["eval_windows"])
     field_error("eval_windows")
+    confidence = h15.number_input("Stop at p", value=float(base.eval_confidence), min_value=0.0, max_value=1.0,
+                                  step=0.05, key="train_confidence", help=HELP["eval_confidence"])
+    field_error("eval_confidence")
     weight_decay = h14.number_input("Weight decay", value=float(base.weight_decay), min_value=0.0, step=0.01,
                                     key="train_wd")
     submitted = st.form_submit_button("🚀 Launch", type="primary")
@@ -139,7 +148,8 @@ if submitted:
         epochs=epochs, learning_rate=learning_rate, batch_size=int(batch_size),
         max_train_samples=int(max_train) or None, max_length=int(max_length), eval_max_length=int(eval_len) or None,
         truncation=truncation, scheduler=scheduler, warmup_ratio=warmup, early_stopping_patience=int(patience),
-        precision=precision, seed=int(seed), eval_windows=int(windows), weight_decay=weight_decay,
+        precision=precision, seed=int(seed), eval_windows=int(windows), eval_confidence=confidence,
+        weight_decay=weight_decay,
     )
     try:
         source = RunConfig.from_dict({**base.to_dict(), **values})
@@ -151,7 +161,8 @@ if submitted:
             pcfg = dataclasses.replace(preset, source=source).with_overrides({
                 "target.dataset": target_dataset.strip(), "target.model": source.model,
                 "target.precision": source.precision, "target.seed": source.seed,
-                "target.eval_max_length": int(target_eval_len) or None, "target.eval_windows": int(target_windows)})
+                "target.eval_max_length": int(target_eval_len) or None, "target.eval_windows": int(target_windows),
+                "target.eval_confidence": target_confidence})
             run = jobs.launch("pipeline", pcfg)
         st.session_state["train_errors"] = {}
         st.session_state["train_launched"] = run.run_id

@@ -84,9 +84,10 @@ def test_train_form_shows_a_bad_value_and_launches_nothing():
 
 def test_train_form_carries_the_presets_target_scoring_and_checks_it():
     at = app("pages/train.py")
-    # offline-quick scores IMDB as two 80-token windows; the form starts from that, not from the source's 128 x 1.
+    # offline-quick scores IMDB as up to two 112-token windows; the form starts from that, not from the source's 128 x 1.
     assert at.number_input(key="train_target_windows").value == 2
-    assert at.number_input(key="train_target_eval_len").value == 80
+    assert at.number_input(key="train_target_eval_len").value == 112
+    assert at.number_input(key="train_target_confidence").value == 0.9
     at.number_input(key="train_target_windows").set_value(0)
     at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
     assert not at.exception

@@ -56,6 +56,11 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
     windowed = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--windows", "3",
                        "--max-length", "8", "--json")
     assert windowed.returncode == 0 and json.loads(windowed.stdout)["windows"] == 3, windowed.stderr
+    sure = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--windows", "3",
+                   "--max-length", "8", "--confidence", "0.5", "--json")  # every review is "sure" after one window
+    assert sure.returncode == 0 and json.loads(sure.stdout)["windows_read"] == 1.0, sure.stderr
+    over = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--confidence", "1.5")
+    assert over.returncode == 2 and over.stderr.strip() == "error: confidence: must be between 0.5 and 1.0, got 1.5"
     zero = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--windows", "0")
     assert zero.returncode == 2 and zero.stderr.strip() == "error: windows: must be between 1 and 32, got 0"
 

@@ -39,3 +39,12 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
 
     assert [(r["id"], r["parent"]) for r in list_runs()] == [
         ("p1", None), ("p1.source", "p1"), ("p1.target", "p1"), ("p1.baseline", "p1")]
+
+
+def test_a_row_says_how_its_reviews_were_read():
+    from core.pipeline import scored_as
+
+    assert scored_as({"max_length": 128, "truncation": "head_tail", "windows": 1}) == "128 tokens head_tail"
+    assert scored_as({"max_length": 112, "truncation": "head_tail", "windows": 2, "confidence": 0.9,
+                      "windows_read": 1.6234}) == "112 tokens x up to 2 windows, stop at p 0.9 (1.62 read per review)"
+    assert scored_as({}) == ""  # metrics written before scoring was recorded

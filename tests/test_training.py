@@ -84,3 +84,32 @@ def test_windowed_scoring_averages_the_windows_and_travels_with_the_model(review
     assert json.loads((run.model_dir / INFERENCE_FILE).read_text())["windows"] == 2
     assert next(iter(run.evals().values()))["windows"] == 2 and status["state"] == "completed"
     assert Predictor.from_run("t-windows").windows == 2  # the Try page and `predict` score the same way
+
+
+def test_reading_stops_at_the_first_window_that_makes_the_model_sure(tiny_model):
+    import numpy as np
+    import torch
+
+    from core.evaluation import Predictor
+
+    long = " ".join(["a dull start", "but a wonderful middle"] * 40 + ["and an awful end"] * 20)
+    texts = [long, "fine"]
+
+    def read(confidence):
+        return Predictor.from_folder(tiny_model, max_length=24, windows=3, confidence=confidence).read(texts)
+
+    predictor = Predictor.from_folder(tiny_model, max_length=24, windows=3)
+    ids, _ = predictor.encoder.windows(texts, 3)
+    with torch.inference_mode():
+        head, middle, tail, short = [torch.softmax(predictor.model(input_ids=torch.tensor([x])).logits, -1)[0].numpy()
+                                     for x in ids]
+    probs, reads = read(1.0)  # 1.0: every window, as before
+    assert reads.tolist() == [3, 1] and np.allclose(probs[0], np.mean([head, middle, tail], axis=0), atol=1e-5)
+    probs, reads = read(0.5)  # any first window is "sure" at 0.5: the end of the review alone
+    assert reads.tolist() == [1, 1] and np.allclose(probs[0], tail, atol=1e-5) and np.allclose(probs[1], short, atol=1e-5)
+    # Just above what the end alone gives, the start is read too (and the middle if still unsure).
+    probs, reads = read(min(1.0, float(tail.max()) + 1e-6))
+    order = [tail, head, middle][: reads[0]]
+    assert reads[0] >= 2 and np.allclose(probs[0], np.mean(order, axis=0), atol=1e-5)
+    assert Predictor.from_folder(tiny_model, max_length=24, windows=3, confidence=0.9).scoring == \
+        "24 tokens x up to 3 windows, stop at p 0.9"
