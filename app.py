@@ -7,7 +7,7 @@ import streamlit as st
 from core.data import resolve_local
 from core.config import OFFLINE_DATA
 from core.modeling import device_summary, hub_reachable
-from pages.common import STATE_ICONS, runs_table
+from pages.common import ROUTED_KEY, STATE_ICONS, WANTED_KEY, runs_table
 
 st.set_page_config(page_title="Sentiment Transfer Lab", page_icon="🔁", layout="wide")
 
@@ -59,5 +59,11 @@ pages = [
     st.Page("pages/try.py", title="Try a review", icon="💬", url_path="try"),
 ]
 page = st.navigation(pages, position="hidden")
+st.session_state[ROUTED_KEY] = True  # pages check it: see pages.common.through_router
+wanted = st.session_state.pop(WANTED_KEY, None)
+if wanted is not None and wanted[0] != page.url_path:
+    target = next((p for p in pages if p.url_path == wanted[0]), None)
+    if target is not None:
+        st.switch_page(target, query_params=wanted[1])
 sidebar(pages)
 page.run()

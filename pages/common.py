@@ -17,6 +17,21 @@ from core.runs import ACTIVE_STATES, RunDir
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏸️", "completed": "✅",
                "failed": "❌", "interrupted": "⚠️", "cancelled": "🚫"}
 REFRESH_S = 2.0  # live views reread the run folder this often while a run is active
+ROUTED_KEY, WANTED_KEY = "_routed_by_app", "_wanted_page"
+
+
+def through_router(url_path: str) -> None:
+    """Make sure this page runs inside the router (app.py), even on a server started a moment ago.
+
+    Until some session has run app.py's `st.navigation`, Streamlit still treats `pages/` as a legacy
+    multipage folder, and a browser that reopens `/runs?run=...` after the app restarts gets
+    pages/runs.py alone: no sidebar, no queue, no wide layout. Such a run hands over to app.py,
+    which then opens the page that was asked for, with its query parameters.
+    """
+    if st.session_state.get(ROUTED_KEY):
+        return
+    st.session_state[WANTED_KEY] = (url_path, st.query_params.to_dict())
+    st.switch_page("app.py")
 
 
 def runs_table() -> list[dict[str, Any]]:

@@ -5,8 +5,9 @@ import streamlit as st
 from core import jobs
 from core.config import PRESETS, load_preset
 from core.modeling import device_summary, hub_reachable
-from pages.common import runs_frame, runs_table, show_error
+from pages.common import runs_frame, runs_table, show_error, through_router
 
+through_router("")
 st.title("Sentiment Transfer Lab")
 st.markdown(
     "Fine-tune a transformer sentiment classifier on **Amazon reviews**, carry it to **IMDB** movie reviews, "

@@ -7,8 +7,9 @@ import streamlit as st
 from core import jobs
 from core.runs import ACTIVE_STATES, RunDir
 from pages.common import (CHARTS, REFRESH_S, curve_figure, metrics_frame, run_label, runs_frame, runs_table,
-                          show_error)
+                          show_error, through_router)
 
+through_router("runs")
 st.title("Runs")
 rows = runs_table()
 if not rows:

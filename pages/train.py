@@ -7,8 +7,9 @@ import streamlit as st
 from core import jobs
 from core.config import MODEL_PRESETS, PRESETS, SCHEDULERS, TRUNCATIONS, PRECISIONS, RunConfig, load_preset
 from core.data import read_table_bytes, save_upload
-from pages.common import show_error
+from pages.common import show_error, through_router
 
+through_router("train")
 st.title("Train")
 HELP = {
     "model": "A preset, a Hugging Face Hub id, or a local model folder. minilm-offline works with no network.",
@@ -132,10 +133,10 @@ with st.form("train_form"):
     windows = h13.number_input("Score windows", value=base.eval_windows, min_value=0, step=1, key="train_windows",
                                help=HELP["eval_windows"])
     field_error("eval_windows")
-    confidence = h15.number_input("Stop at p", value=float(base.eval_confidence), min_value=0.0, max_value=1.0,
+    confidence = h14.number_input("Stop at p", value=float(base.eval_confidence), min_value=0.0, max_value=1.0,
                                   step=0.05, key="train_confidence", help=HELP["eval_confidence"])
     field_error("eval_confidence")
-    weight_decay = h14.number_input("Weight decay", value=float(base.weight_decay), min_value=0.0, step=0.01,
+    weight_decay = h15.number_input("Weight decay", value=float(base.weight_decay), min_value=0.0, step=0.01,
                                     key="train_wd")
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 

@@ -5,8 +5,9 @@ import streamlit as st
 
 from core.pipeline import ROW_TITLES, collect_results, flipped_predictions, load_results
 from core.runs import RunDir
-from pages.common import confusion_figure, run_label, runs_table
+from pages.common import confusion_figure, run_label, runs_table, through_router
 
+through_router("transfer")
 st.title("Transfer")
 pipelines = [r for r in runs_table() if r["kind"] == "pipeline"]
 if not pipelines:
@@ -26,26 +27,33 @@ if not results or not results["rows"]:
 
 by = {r["name"]: r for r in results["rows"]}
 zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
+# The figures first, then where they come from: "scored as" can be long and must not push accuracy off screen.
 table = pd.DataFrame([{
-    "row": ROW_TITLES[r["name"]], "data": f"{r['dataset']}:{r['split']}", "scored as": r.get("scored_as", ""),
-    "accuracy": r["accuracy"], "F1": r["f1"],
-    "n": r["n"],
+    "row": ROW_TITLES[r["name"]], "accuracy": r["accuracy"], "F1": r["f1"],
     "Δ vs zero-shot": r["accuracy"] - zs["accuracy"] if zs and r["name"] in ("target_finetuned", "target_only_baseline") else None,
     "Δ vs baseline": r["accuracy"] - bl["accuracy"] if bl and r["name"] == "target_finetuned" else None,
+    "n": r["n"], "data": f"{r['dataset']}:{r['split']}", "scored as": r.get("scored_as", ""),
 } for r in results["rows"]])
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "accuracy": st.column_config.NumberColumn(format="%.4f"), "F1": st.column_config.NumberColumn(format="%.4f"),
     "Δ vs zero-shot": st.column_config.NumberColumn(format="%+.4f"),
     "Δ vs baseline": st.column_config.NumberColumn(format="%+.4f")})
 src, after = by.get("source"), by.get("source_after_target")
+
+
+def points(delta: float) -> str:
+    """An accuracy difference in percentage points: 0.046 -> '+4.60 points' (not '+4.60%', a relative change)."""
+    return f"{delta * 100:+.2f} points"
+
+
 notes = []
 if zs and by.get("target_finetuned"):
-    notes.append(f"Fine-tuning on the target moved target accuracy by {by['target_finetuned']['accuracy'] - zs['accuracy']:+.2%}.")
+    notes.append(f"Fine-tuning on the target moved target accuracy by {points(by['target_finetuned']['accuracy'] - zs['accuracy'])}.")
 if bl and by.get("target_finetuned"):
     gain = by["target_finetuned"]["accuracy"] - bl["accuracy"]
-    notes.append(f"Against a target-only model with the same budget, the transfer {'helped' if gain > 0 else 'did not help'} ({gain:+.2%}).")
+    notes.append(f"Against a target-only model with the same budget, the transfer {'helped' if gain > 0 else 'did not help'} ({points(gain)}).")
 if src and after:
-    notes.append(f"Source accuracy changed by {after['accuracy'] - src['accuracy']:+.2%} after target training (forgetting).")
+    notes.append(f"Source accuracy changed by {points(after['accuracy'] - src['accuracy'])} after target training (forgetting).")
 st.markdown(" ".join(notes))
 st.caption(f"Wall time: {results['wall_s']:.0f} s")
 

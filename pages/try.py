@@ -7,8 +7,9 @@ from core.data import read_table_bytes, text_columns
 from core.evaluation import check_review
 from core.pipeline import load_results
 from core.runs import RunDir
-from pages.common import models_available, predictor_for, runs_table, show_error
+from pages.common import models_available, predictor_for, runs_table, show_error, through_router
 
+through_router("try")
 st.title("Try a review")
 rows = runs_table()
 models = models_available(rows)

@@ -95,3 +95,30 @@ def test_train_form_carries_the_presets_target_scoring_and_checks_it():
     from core import jobs
 
     assert jobs.list_runs() == []
+
+
+def test_transfer_page_puts_the_figures_first_and_speaks_in_points(tmp_path, reviews_dir, tiny_model):
+    from conftest import review_frame
+    from core.config import PipelineConfig
+    from core.jobs import create_run
+    from core.pipeline import run_pipeline
+
+    target = tmp_path / "target"
+    target.mkdir()
+    frame = review_frame(40).rename(columns={"content": "text"}).drop(columns=["title"])
+    frame.to_parquet(target / "train.parquet")
+    frame.head(12).to_parquet(target / "test.parquet")
+    pcfg = PipelineConfig(source=tiny_config(tiny_model, reviews_dir),
+                          target=tiny_config(tiny_model, target, text_fields=["text"], eval_max_length=16,
+                                             eval_windows=2, eval_confidence=0.9))
+    pipe = create_run("pipeline", pcfg)
+    assert run_pipeline(pcfg, pipe)["state"] == "completed"
+
+    at = app("pages/transfer.py")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    # A long "scored as" must not push the accuracy off screen: the figures come first.
+    assert list(table.columns)[:3] == ["row", "accuracy", "F1"] and list(table.columns)[-1] == "scored as"
+    assert table["scored as"].iloc[1].startswith("16 tokens x up to 2 windows, stop at p 0.9 (")
+    notes = " ".join(str(m.value) for m in at.markdown)
+    assert "points" in notes and "%" not in notes.split("Fine-tuning on the target", 1)[1]

@@ -40,12 +40,11 @@ def lab(tmp_path_factory):
     return home, data
 
 
-@pytest.fixture(scope="module")
-def server(lab):
-    home, _ = lab
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free localhost port, as `make run` starts it; returns once it is healthy."""
     port = free_port()
     env = {**os.environ, "SENTIMENT_LAB_HOME": str(home / "artifacts"), "SENTIMENT_LAB_OFFLINE": "1"}
-    log = open(home / "streamlit.log", "w")
+    log = open(home / f"streamlit-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
                              "--server.port", str(port), "--server.headless", "true",
                              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
@@ -55,18 +54,23 @@ def server(lab):
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return proc, url
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + (home / "streamlit.log").read_text()[-2000:])
+    proc.kill()
+    pytest.fail("streamlit did not start: " + (home / f"streamlit-{port}.log").read_text()[-2000:])
+
+
+@pytest.fixture(scope="module")
+def server(lab):
+    home, _ = lab
+    proc, url = start_server(home)
     yield url
     proc.terminate()
     proc.wait(10)
     from core import jobs  # leave no worker behind
 
-    os.environ["SENTIMENT_LAB_HOME"] = env["SENTIMENT_LAB_HOME"]
+    os.environ["SENTIMENT_LAB_HOME"] = str(home / "artifacts")
     for run in jobs.iter_runs():
         if run.status().get("state") in ("queued", "running", "stopping"):
             jobs.stop(run.run_id, timeout=5, grace=2)
@@ -116,6 +120,8 @@ def test_every_page_loads(server, page, path, heading):
     page.goto(server + path)
     settle(page)
     page.get_by_role("heading", name=heading).first.wait_for(timeout=30_000)
+    # Widgets are drawn as grey skeletons until their first render: the page is loaded when none is left.
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=30_000)
     no_exception(page)
     shot(page, f"page-{path.strip('/') or 'overview'}")
 
@@ -180,3 +186,25 @@ def test_train_watch_and_try_in_the_browser(server, page, lab, tiny_model):
     assert ("positive" in text or "negative" in text) and "%" in text
     no_exception(page)
     shot(page, "flow-7-try-answered")
+
+
+def test_a_page_reopened_after_a_restart_comes_with_the_router(tmp_path, browser):
+    """A freshly started server whose first visitor asks for /runs?run=X (a tab reopened after a restart).
+
+    Before any session has run app.py, Streamlit would run pages/runs.py on its own (legacy pages/
+    folder): no sidebar, no wide layout. The page must come up inside the router, query intact.
+    """
+    proc, url = start_server(tmp_path)
+    try:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        page.goto(f"{url}/runs?run=nothing-yet")
+        settle(page)
+        page.get_by_role("heading", name="Runs").first.wait_for(timeout=30_000)
+        page.locator('[data-testid="stSidebar"]').get_by_role("heading", name="Queue").wait_for(timeout=30_000)
+        assert page.url.endswith("/runs?run=nothing-yet")
+        no_exception(page)
+        ctx.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
