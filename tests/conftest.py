@@ -79,6 +79,19 @@ def tiny_config(model: str, dataset, **overrides):
     return RunConfig(**values)
 
 
+def tiny_pipeline(tmp_path: Path, reviews_dir: Path, model: str, **target_overrides):
+    """A PipelineConfig from the review folder to a small IMDB-like folder (one `text` column, 40/12 rows)."""
+    from core.config import PipelineConfig
+
+    target = tmp_path / "target"
+    target.mkdir()
+    frame = review_frame(40).rename(columns={"content": "text"}).drop(columns=["title"])
+    frame.to_parquet(target / "train.parquet")
+    frame.head(12).to_parquet(target / "test.parquet")
+    return PipelineConfig(source=tiny_config(model, reviews_dir),
+                          target=tiny_config(model, target, text_fields=["text"], **target_overrides))
+
+
 def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300):
     import subprocess
 

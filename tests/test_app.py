@@ -98,19 +98,11 @@ def test_train_form_carries_the_presets_target_scoring_and_checks_it():
 
 
 def test_transfer_page_puts_the_figures_first_and_speaks_in_points(tmp_path, reviews_dir, tiny_model):
-    from conftest import review_frame
-    from core.config import PipelineConfig
+    from conftest import tiny_pipeline
     from core.jobs import create_run
     from core.pipeline import run_pipeline
 
-    target = tmp_path / "target"
-    target.mkdir()
-    frame = review_frame(40).rename(columns={"content": "text"}).drop(columns=["title"])
-    frame.to_parquet(target / "train.parquet")
-    frame.head(12).to_parquet(target / "test.parquet")
-    pcfg = PipelineConfig(source=tiny_config(tiny_model, reviews_dir),
-                          target=tiny_config(tiny_model, target, text_fields=["text"], eval_max_length=16,
-                                             eval_windows=2, eval_confidence=0.9))
+    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model, eval_max_length=16, eval_windows=2, eval_confidence=0.9)
     pipe = create_run("pipeline", pcfg)
     assert run_pipeline(pcfg, pipe)["state"] == "completed"
 

@@ -1,20 +1,13 @@
 import json
 
-from conftest import review_frame, tiny_config
-from core.config import PipelineConfig
+from conftest import tiny_pipeline
 from core.pipeline import ROW_NAMES, run_pipeline
 from core.runs import RunDir
 
 
 def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model):
-    target = tmp_path / "target"
-    target.mkdir()
-    frame = review_frame(40).rename(columns={"content": "text"}).drop(columns=["title"])
-    frame.to_parquet(target / "train.parquet")
-    frame.head(12).to_parquet(target / "test.parquet")
-    pcfg = PipelineConfig(source=tiny_config(tiny_model, reviews_dir),
-                          target=tiny_config(tiny_model, target, text_fields=["text"], max_train_samples=24, epochs=2,
-                                                     eval_max_length=16, eval_windows=2))
+    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model, max_train_samples=24, epochs=2, eval_max_length=16,
+                         eval_windows=2)
     pipe = RunDir.for_id("p1")
     status = run_pipeline(pcfg, pipe)
     assert status["state"] == "completed"
