@@ -7,7 +7,7 @@ import streamlit as st
 from core.data import resolve_local
 from core.config import OFFLINE_DATA
 from core.modeling import device_summary, hub_reachable
-from pages.common import ROUTED_KEY, STATE_ICONS, WANTED_KEY, runs_table
+from pages.common import PAGES, ROUTED_KEY, STATE_ICONS, WANTED_KEY, runs_table
 
 st.set_page_config(page_title="Sentiment Transfer Lab", page_icon="🔁", layout="wide")
 
@@ -51,13 +51,7 @@ def sidebar(pages: list) -> None:
                          query_params={"run": r["id"]})
 
 
-pages = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", url_path="", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
-    st.Page("pages/runs.py", title="Runs", icon="📈", url_path="runs"),
-    st.Page("pages/transfer.py", title="Transfer", icon="🔁", url_path="transfer"),
-    st.Page("pages/try.py", title="Try a review", icon="💬", url_path="try"),
-]
+pages = [st.Page(file, title=title, icon=icon, url_path=url, default=not url) for file, title, icon, url in PAGES]
 page = st.navigation(pages, position="hidden")
 st.session_state[ROUTED_KEY] = True  # pages check it: see pages.common.through_router
 wanted = st.session_state.pop(WANTED_KEY, None)

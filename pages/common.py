@@ -18,9 +18,13 @@ STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped":
                "failed": "❌", "interrupted": "⚠️", "cancelled": "🚫"}
 REFRESH_S = 2.0  # live views reread the run folder this often while a run is active
 ROUTED_KEY, WANTED_KEY = "_routed_by_app", "_wanted_page"
+# The app's pages, one place for app.py's st.navigation and for through_router: (file, title, icon, URL path).
+PAGES = [("pages/overview.py", "Overview", "🏠", ""), ("pages/train.py", "Train", "🏋️", "train"),
+         ("pages/runs.py", "Runs", "📈", "runs"), ("pages/transfer.py", "Transfer", "🔁", "transfer"),
+         ("pages/try.py", "Try a review", "💬", "try")]
 
 
-def through_router(url_path: str) -> None:
+def through_router(page_file: str) -> None:
     """Make sure this page runs inside the router (app.py), even on a server started a moment ago.
 
     Until some session has run app.py's `st.navigation`, Streamlit still treats `pages/` as a legacy
@@ -30,6 +34,7 @@ def through_router(url_path: str) -> None:
     """
     if st.session_state.get(ROUTED_KEY):
         return
+    url_path = next(url for file, _, _, url in PAGES if Path(file).name == Path(page_file).name)
     st.session_state[WANTED_KEY] = (url_path, st.query_params.to_dict())
     st.switch_page("app.py")
 

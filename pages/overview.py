@@ -7,7 +7,7 @@ from core.config import PRESETS, load_preset
 from core.modeling import device_summary, hub_reachable
 from pages.common import runs_frame, runs_table, show_error, through_router
 
-through_router("")
+through_router(__file__)
 st.title("Sentiment Transfer Lab")
 st.markdown(
     "Fine-tune a transformer sentiment classifier on **Amazon reviews**, carry it to **IMDB** movie reviews, "

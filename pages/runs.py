@@ -9,7 +9,7 @@ from core.runs import ACTIVE_STATES, RunDir
 from pages.common import (CHARTS, REFRESH_S, curve_figure, metrics_frame, run_label, runs_frame, runs_table,
                           show_error, through_router)
 
-through_router("runs")
+through_router(__file__)
 st.title("Runs")
 rows = runs_table()
 if not rows:

@@ -9,7 +9,7 @@ from core.config import MODEL_PRESETS, PRESETS, SCHEDULERS, TRUNCATIONS, PRECISI
 from core.data import read_table_bytes, save_upload
 from pages.common import show_error, through_router
 
-through_router("train")
+through_router(__file__)
 st.title("Train")
 HELP = {
     "model": "A preset, a Hugging Face Hub id, or a local model folder. minilm-offline works with no network.",

@@ -7,7 +7,13 @@ from core.pipeline import ROW_TITLES, collect_results, flipped_predictions, load
 from core.runs import RunDir
 from pages.common import confusion_figure, run_label, runs_table, through_router
 
-through_router("transfer")
+
+def points(delta: float) -> str:
+    """An accuracy difference in percentage points: 0.046 -> '+4.60 points' (not '+4.60%', a relative change)."""
+    return f"{delta * 100:+.2f} points"
+
+
+through_router(__file__)
 st.title("Transfer")
 pipelines = [r for r in runs_table() if r["kind"] == "pipeline"]
 if not pipelines:
@@ -39,11 +45,6 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
     "Δ vs zero-shot": st.column_config.NumberColumn(format="%+.4f"),
     "Δ vs baseline": st.column_config.NumberColumn(format="%+.4f")})
 src, after = by.get("source"), by.get("source_after_target")
-
-
-def points(delta: float) -> str:
-    """An accuracy difference in percentage points: 0.046 -> '+4.60 points' (not '+4.60%', a relative change)."""
-    return f"{delta * 100:+.2f} points"
 
 
 notes = []

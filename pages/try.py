@@ -9,7 +9,7 @@ from core.pipeline import load_results
 from core.runs import RunDir
 from pages.common import models_available, predictor_for, runs_table, show_error, through_router
 
-through_router("try")
+through_router(__file__)
 st.title("Try a review")
 rows = runs_table()
 models = models_available(rows)
