@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import re
 from pathlib import Path
@@ -15,27 +16,47 @@ from .runs import RunDir, now, read_json, write_json_atomic
 
 INFERENCE_FILE = "sentiment_lab.json"  # tokenization settings saved beside a trained model
 MAX_REVIEW_CHARS = 10_000_000  # a 1 MB review is fine: the encoder keeps what the budget can use
+# How a model with no sentiment_lab.json beside it (one from elsewhere) reads a review.
+DEFAULT_READING = {"max_length": 256, "truncation": "head_tail", "head_fraction": 0.25, "windows": 1, "confidence": 1.0}
 
 
 class Predictor:
     """A loaded model plus the tokenization it was trained with. Read-only after construction."""
 
-    def __init__(self, model, tokenizer, max_length: int = 256, truncation: str = "head_tail",
-                 head_fraction: float = 0.25, batch_size: int = 32, name: str = "", windows: int = 1,
-                 confidence: float = 1.0):
+    def __init__(self, model, tokenizer, max_length: int = DEFAULT_READING["max_length"],
+                 truncation: str = DEFAULT_READING["truncation"], head_fraction: float = DEFAULT_READING["head_fraction"],
+                 batch_size: int = 32, name: str = "", windows: int = DEFAULT_READING["windows"],
+                 confidence: float = DEFAULT_READING["confidence"]):
         import torch
 
-        check_between("max_length", max_length, TOKEN_RANGE, "tokens")
-        check_between("windows", windows, WINDOW_RANGE)
-        check_between("confidence", confidence, CONFIDENCE_RANGE)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.encoder = Encoder(tokenizer, max_length, truncation, head_fraction)
         self.batch_size = batch_size
+        self.name = name
+        self._set_reading(max_length, truncation, head_fraction, windows, confidence)
+
+    def _set_reading(self, max_length: int, truncation: str, head_fraction: float, windows: int, confidence: float) -> None:
+        check_between("max_length", max_length, TOKEN_RANGE, "tokens")
+        check_between("windows", windows, WINDOW_RANGE)
+        check_between("confidence", confidence, CONFIDENCE_RANGE)
+        self.encoder = Encoder(self.tokenizer, max_length, truncation, head_fraction)
         self.windows = windows
         self.confidence = confidence
-        self.name = name
+
+    @property
+    def reading(self) -> dict[str, Any]:
+        """How this predictor reads a review (the settings `sentiment_lab.json` holds)."""
+        e = self.encoder
+        return {"max_length": e.max_length, "truncation": e.truncation, "head_fraction": e.head_fraction,
+                "windows": self.windows, "confidence": self.confidence}
+
+    def reading_as(self, **settings: Any) -> "Predictor":
+        """The same loaded model (shared, not copied) reading reviews another way, e.g. `**other.reading`:
+        how the pipeline's zero-shot row scored the source model, with the target stage's settings."""
+        other = copy.copy(self)
+        other._set_reading(**{**self.reading, **settings})
+        return other
 
     @classmethod
     def from_folder(cls, folder: str | Path, name: str = "", **overrides: Any) -> "Predictor":
@@ -44,7 +65,7 @@ class Predictor:
         folder = Path(folder)
         if not (folder / "config.json").exists():
             raise ValueError(f"model: no model in {folder} (deleted, or the run has not finished)")
-        settings = {**(read_json(folder / INFERENCE_FILE, {}) or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        settings = {**saved_reading(folder), **{k: v for k, v in overrides.items() if v is not None}}
         return cls(load_model(str(folder)), load_tokenizer(str(folder)), name=name or folder.name, **settings)
 
     @classmethod
@@ -57,7 +78,7 @@ class Predictor:
 
     @property
     def scoring(self) -> str:
-        return scoring_label(self.encoder.max_length, self.encoder.truncation, self.windows, self.confidence)
+        return scoring_label(**self.reading)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """P(negative), P(positive) per text, averaged over the windows read (see `read`)."""
@@ -96,6 +117,11 @@ class Predictor:
                 for p in probs]
 
 
+def saved_reading(model_dir: str | Path) -> dict[str, Any]:
+    """The reading settings saved beside a trained model (DEFAULT_READING where none were saved)."""
+    return {**DEFAULT_READING, **(read_json(Path(model_dir) / INFERENCE_FILE, {}) or {})}
+
+
 def read_windows(owner: np.ndarray, n_texts: int, score: Callable[[np.ndarray], np.ndarray],
                  confidence: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Average each text's window probabilities; return them and how many windows each text read.
@@ -129,7 +155,7 @@ def read_windows(owner: np.ndarray, n_texts: int, score: Callable[[np.ndarray], 
     return sums / reads[:, None], reads
 
 
-def scoring_label(max_length: int, truncation: str, windows: int = 1, confidence: float = 1.0) -> str:
+def scoring_label(max_length: int, truncation: str, windows: int = 1, confidence: float = 1.0, **_: Any) -> str:
     """How a review is read when scored: `128 tokens head_tail`, `80 tokens x 2 windows`, or
     `112 tokens x up to 2 windows, stop at p 0.9`."""
     if windows > 1 and confidence < 1.0:

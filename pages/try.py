@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.data import read_table_bytes, text_columns
-from core.evaluation import check_review
+from core.evaluation import check_review, saved_reading, scoring_label
 from core.pipeline import load_results
 from core.runs import RunDir
 from pages.common import models_available, predictor_for, runs_table, show_error, through_router
@@ -18,18 +18,37 @@ if not models:
     st.stop()
 
 
-def default_models() -> list[str]:
+def pipeline_pair() -> list[str]:
     """The newest completed pipeline's zero-shot (stage 1) and fine-tuned (stage 2) models."""
     for r in rows:
         if r["kind"] == "pipeline" and load_results(RunDir.for_id(r["id"])):
             pair = [f"{r['id']}.source", f"{r['id']}.target"]
             if all(p in models for p in pair):
                 return pair
-    return models[:1]
+    return []
 
 
-chosen = st.multiselect("Models", models, default=default_models(), key="try_models",
+OWN = "own"
+chosen = st.multiselect("Models", models, default=pipeline_pair() or models[:1], key="try_models",
                         help="Stage-1 (source) models answer zero-shot; stage-2 (target) models after fine-tuning.")
+# A pipeline's table scores the source model on the target zero-shot the way the target stage reads
+# reviews, so "as <id>.target reads" puts the two side by side exactly as the table compared them.
+readings = {run_id: scoring_label(**saved_reading(RunDir.find(run_id).model_dir)) for run_id in chosen}
+read_as = OWN
+if len(chosen) > 1:
+    stage2 = [r for r in chosen if r.endswith(".target") and r.removesuffix(".target") + ".source" in chosen]
+    options = [OWN, *chosen]
+    read_as = st.selectbox("Read the review", options, index=options.index(stage2[0]) if stage2 else 0,
+                           format_func=lambda o: "as each model was trained to" if o == OWN else f"as {o} does: {readings[o]}",
+                           key="try_read_as", help="The same reading for every model compares the models, not their "
+                           "reading; a pipeline's zero-shot row read the target the way its stage-2 model does.")
+
+
+def predictor(run_id: str):
+    own = predictor_for(run_id)
+    return own if read_as in (OWN, run_id) else own.reading_as(**predictor_for(read_as).reading)
+
+
 text = st.text_area("Review", height=140, key="try_text",
                     placeholder="The plot dragged, but the last half hour was wonderful.")
 
@@ -42,12 +61,12 @@ if st.button("Classify", type="primary", key="try_go"):
         for col, run_id in zip(columns, chosen):
             with col:
                 try:
-                    predictor = predictor_for(run_id)
-                    result = predictor.predict([text])[0]
+                    model = predictor(run_id)
+                    result = model.predict([text])[0]
                 except ValueError as exc:
                     show_error(exc)
                     continue
-                st.caption(f"{run_id} · {predictor.scoring}")
+                st.caption(f"{run_id} · {model.scoring}")
                 st.metric(result["label"], f"{result['probability']:.1%}")
                 st.progress(result["p_positive"], text=f"P(positive) = {result['p_positive']:.3f}")
     except ValueError as exc:
@@ -73,7 +92,7 @@ if texts and chosen and st.button(f"Classify {len(texts)} reviews", key="batch_g
     try:
         table = pd.DataFrame({"text": texts})
         for run_id in chosen:
-            results = predictor_for(run_id).predict(texts)
+            results = predictor(run_id).predict(texts)
             table[f"{run_id} label"] = [r["label"] for r in results]
             table[f"{run_id} P(positive)"] = [round(r["p_positive"], 4) for r in results]
         st.dataframe(table, hide_index=True, width="stretch")

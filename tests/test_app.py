@@ -97,7 +97,9 @@ def test_train_form_carries_the_presets_target_scoring_and_checks_it():
     assert jobs.list_runs() == []
 
 
-def test_transfer_page_puts_the_figures_first_and_speaks_in_points(tmp_path, reviews_dir, tiny_model):
+@pytest.fixture
+def finished_pipeline(tmp_path, reviews_dir, tiny_model):
+    """A completed pipeline whose target stage reads reviews differently from its source stage."""
     from conftest import tiny_pipeline
     from core.jobs import create_run
     from core.pipeline import run_pipeline
@@ -105,7 +107,28 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(tmp_path, rev
     pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model, eval_max_length=16, eval_windows=2, eval_confidence=0.9)
     pipe = create_run("pipeline", pcfg)
     assert run_pipeline(pcfg, pipe)["state"] == "completed"
+    return pipe
 
+
+def test_try_page_reads_a_pipelines_two_models_as_its_table_did(finished_pipeline):
+    pid = finished_pipeline.run_id
+    at = app("pages/try.py")
+    assert at.multiselect(key="try_models").value == [f"{pid}.source", f"{pid}.target"]
+    # The zero-shot row scored the source model the way the target stage reads: so does the page, by default.
+    assert at.selectbox(key="try_read_as").value == f"{pid}.target"
+    at.text_area(key="try_text").input("A slow start, but a wonderful film.")
+    at.button(key="try_go").click().run()
+    captions = [c.value for c in at.caption if c.value.startswith(pid)]
+    assert captions == [f"{pid}.source · 16 tokens x up to 2 windows, stop at p 0.9",
+                        f"{pid}.target · 16 tokens x up to 2 windows, stop at p 0.9"]
+    at.selectbox(key="try_read_as").set_value("own")
+    at.button(key="try_go").click().run()
+    captions = [c.value for c in at.caption if c.value.startswith(pid)]
+    assert captions == [f"{pid}.source · 32 tokens head_tail", f"{pid}.target · 16 tokens x up to 2 windows, stop at p 0.9"]
+    assert not at.exception and len(at.metric) == 2
+
+
+def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipeline):
     at = app("pages/transfer.py")
     assert not at.exception, at.exception
     table = at.dataframe[0].value

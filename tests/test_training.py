@@ -113,3 +113,19 @@ def test_reading_stops_at_the_first_window_that_makes_the_model_sure(tiny_model)
     assert reads[0] >= 2 and np.allclose(probs[0], np.mean(order, axis=0), atol=1e-5)
     assert Predictor.from_folder(tiny_model, max_length=24, windows=3, confidence=0.9).scoring == \
         "24 tokens x up to 3 windows, stop at p 0.9"
+
+
+def test_reading_as_another_model_shares_the_weights_and_leaves_the_original_alone(tiny_model):
+    import numpy as np
+
+    from core.evaluation import Predictor
+
+    own = Predictor.from_folder(tiny_model, max_length=32, truncation="head")
+    other = Predictor.from_folder(tiny_model, max_length=24, windows=3, confidence=0.9)
+    borrowed = own.reading_as(**other.reading)
+    assert borrowed.model is own.model and borrowed.scoring == other.scoring == "24 tokens x up to 3 windows, stop at p 0.9"
+    assert own.scoring == "32 tokens head" and own.windows == 1  # the cached original is not mutated
+    long = " ".join(["a dull start", "but a wonderful middle"] * 40)
+    assert np.allclose(borrowed.predict_proba([long]), other.predict_proba([long]), atol=1e-6)
+    with pytest.raises(ValueError, match="windows: must be between 1 and 32"):
+        own.reading_as(windows=0)
