@@ -17,6 +17,8 @@ HELP = {
     "max_length": "Tokens the model reads during training; longer reviews are truncated.",
     "eval_max_length": "Tokens when scoring (empty: same as max length). Longer is slower and usually better.",
     "truncation": "Which part of a long review to keep: head, tail, or head+tail (start and verdict).",
+    "head_fraction": "With head+tail: the share of the tokens taken from the start (an Amazon review's title is "
+                     "there), the rest from the end.",
     "eval_windows": "When scoring, average over up to N windows spread across a long review (1: one window "
                     "cut by the truncation rule). N windows cost up to N times the scoring time.",
     "eval_confidence": "With several windows: read the end of a review first, then its start, then the middle, "
@@ -112,7 +114,7 @@ with st.form("train_form"):
                                 key="train_n", help=HELP["max_train_samples"])
     field_error("max_train_samples")
     h5, h6, h7, h8 = st.columns(4)
-    max_length = h5.number_input("Max length", value=base.max_length, min_value=0, step=32, key="train_len",
+    max_length = h5.number_input("Max length", value=base.max_length, min_value=0, step=16, key="train_len",
                                  help=HELP["max_length"])
     field_error("max_length")
     eval_len = h6.number_input("Eval max length (0 = same)", value=base.eval_max_length or 0, min_value=0, step=32,
@@ -129,7 +131,7 @@ with st.form("train_form"):
                               help=HELP["precision"])
     field_error("precision")
     seed = h12.number_input("Seed", value=base.seed, step=1, key="train_seed")
-    h13, h14, h15, _ = st.columns(4)
+    h13, h14, h15, h16 = st.columns(4)
     windows = h13.number_input("Score windows", value=base.eval_windows, min_value=0, step=1, key="train_windows",
                                help=HELP["eval_windows"])
     field_error("eval_windows")
@@ -138,6 +140,9 @@ with st.form("train_form"):
     field_error("eval_confidence")
     weight_decay = h15.number_input("Weight decay", value=float(base.weight_decay), min_value=0.0, step=0.01,
                                     key="train_wd")
+    head_fraction = h16.number_input("Head share (head+tail)", value=float(base.head_fraction), min_value=0.0,
+                                     max_value=1.0, step=0.05, key="train_head", help=HELP["head_fraction"])
+    field_error("head_fraction")
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 
 if submitted:
@@ -148,9 +153,9 @@ if submitted:
         label_field=upload_label if upload_path else base.label_field,
         epochs=epochs, learning_rate=learning_rate, batch_size=int(batch_size),
         max_train_samples=int(max_train) or None, max_length=int(max_length), eval_max_length=int(eval_len) or None,
-        truncation=truncation, scheduler=scheduler, warmup_ratio=warmup, early_stopping_patience=int(patience),
-        precision=precision, seed=int(seed), eval_windows=int(windows), eval_confidence=confidence,
-        weight_decay=weight_decay,
+        truncation=truncation, head_fraction=head_fraction, scheduler=scheduler, warmup_ratio=warmup,
+        early_stopping_patience=int(patience), precision=precision, seed=int(seed), eval_windows=int(windows),
+        eval_confidence=confidence, weight_decay=weight_decay,
     )
     try:
         source = RunConfig.from_dict({**base.to_dict(), **values})

@@ -87,7 +87,9 @@ def test_train_form_carries_the_presets_target_scoring_and_checks_it():
     # offline-quick scores IMDB as up to two 112-token windows; the form starts from that, not from the source's 128 x 1.
     assert at.number_input(key="train_target_windows").value == 2
     assert at.number_input(key="train_target_eval_len").value == 112
-    assert at.number_input(key="train_target_confidence").value == 0.9
+    assert at.number_input(key="train_target_confidence").value == 0.85
+    # The source stage reads 16 tokens, half of them from the start (where an Amazon review's title is).
+    assert at.number_input(key="train_len").value == 16 and at.number_input(key="train_head").value == 0.5
     at.number_input(key="train_target_windows").set_value(0)
     at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
     assert not at.exception
