@@ -33,9 +33,9 @@ chosen = st.multiselect("Models", models, default=pipeline_pair() or models[:1],
                         help="Stage-1 (source) models answer zero-shot; stage-2 (target) models after fine-tuning.")
 # A pipeline's table scores the source model on the target zero-shot the way the target stage reads
 # reviews, so "as <id>.target reads" puts the two side by side exactly as the table compared them.
-readings = {run_id: scoring_label(**saved_reading(RunDir.find(run_id).model_dir)) for run_id in chosen}
 read_as = OWN
 if len(chosen) > 1:
+    readings = {run_id: scoring_label(**saved_reading(RunDir.for_id(run_id).model_dir)) for run_id in chosen}
     stage2 = [r for r in chosen if r.endswith(".target") and r.removesuffix(".target") + ".source" in chosen]
     options = [OWN, *chosen]
     read_as = st.selectbox("Read the review", options, index=options.index(stage2[0]) if stage2 else 0,
