@@ -1,8 +1,8 @@
 """Probe: which Amazon training data makes the MiniLM source model transfer best to IMDB zero-shot?
 
 A plain PyTorch loop, deliberately outside `core` so the variants (text fields, domains, pooling) need no
-RunConfig fields: train the offline MiniLM encoder for one epoch on N Amazon reviews, then score the first
-IMDB test reviews (and, with --amazon, the Amazon test split) at 128 tokens head+tail. Prints one JSON line.
+RunConfig fields (the tokens are cut by core's `Encoder`, as the pipeline cuts them): train the offline MiniLM
+encoder for one epoch on N Amazon reviews, then score the first IMDB test reviews (and, with --amazon, the Amazon test split) at 128 tokens head+tail. Prints one JSON line.
 README, "What offline-quick measures", quotes its figures:
 
     python bench/source_variants.py                      # title + content, all four domains, [CLS] pooler
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import sys
 import time
 from pathlib import Path
 
@@ -27,8 +27,12 @@ import pandas as pd
 import torch
 from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.data import Encoder, clean_text  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
 TEXTS = {
     "title_content": lambda df: df.title + ". " + df.content,
     "content": lambda df: df.content,
@@ -77,14 +81,7 @@ def main() -> None:
     train = amazon.iloc[rows]
 
     def head_tail(texts: list[str], length: int, head_fraction: float = 0.5) -> list[list[int]]:
-        out, keep = [], length - 2
-        head = int(keep * head_fraction)
-        for t in texts:
-            ids = tok(BR.sub(" ", t), add_special_tokens=False)["input_ids"]
-            if len(ids) > keep:
-                ids = ids[:head] + ids[len(ids) - (keep - head):]
-            out.append([tok.cls_token_id, *ids, tok.sep_token_id])
-        return out
+        return Encoder(tok, length, "head_tail", head_fraction)([clean_text(t) for t in texts])
 
     def batch(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
@@ -105,10 +102,9 @@ def main() -> None:
     x, y = head_tail(TEXTS[args.text](train).tolist(), args.max_length, args.head_fraction), torch.tensor(train.label.values)
     params = [p for p in [*enc.parameters(), *head.parameters()] if p.requires_grad]
     layers = enc.config.num_hidden_layers
-    groups = [{"params": [p for p in enc.encoder.layer[i].parameters()], "lr": args.lr * args.layer_decay ** (layers - i)}
+    groups = [{"params": list(enc.encoder.layer[i].parameters()), "lr": args.lr * args.layer_decay ** (layers - i)}
               for i in range(layers)]
-    top = [p for n, p in [*enc.named_parameters(), *(("head." + n, p) for n, p in head.named_parameters())]
-           if p.requires_grad and not n.startswith("encoder.layer.")]
+    top = [p for n, p in enc.named_parameters() if p.requires_grad and not n.startswith("encoder.")] + list(head.parameters())
     opt = torch.optim.AdamW([*groups, {"params": top, "lr": args.lr}], lr=args.lr, weight_decay=0.01)
     bs = args.batch_size
     steps = args.epochs * ((len(x) + bs - 1) // bs)
