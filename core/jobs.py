@@ -76,14 +76,19 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
     if not isinstance(config, dict):
         return None  # a folder without a readable config is not (yet) a run
     status = run.status()
-    source = config.get("source") if config.get("kind") == "pipeline" else config
+    pipeline = config.get("kind") == "pipeline"
+    source = config.get("source") if pipeline else config
     source = source if isinstance(source, dict) else {}
+    dataset = source.get("dataset")
+    target = config.get("target") if pipeline else None
+    if isinstance(target, dict) and target.get("dataset"):
+        dataset = f"{dataset} → {target['dataset']}"  # a pipeline carries a model from one to the other
     try:
         mtime = run.status_path.stat().st_mtime
     except FileNotFoundError:
         mtime = 0.0
     return {"id": run.run_id, "kind": config.get("kind", "train"), "parent": config.get("parent"),
-            "name": config.get("name") or "", "model": source.get("model"), "dataset": source.get("dataset"),
+            "name": config.get("name") or "", "model": source.get("model"), "dataset": dataset,
             "state": status.get("state") or "failed", "created_at": status.get("created_at"),
             "started_at": status.get("started_at"), "ended_at": status.get("ended_at"), "step": status.get("step"),
             "total_steps": status.get("total_steps"), "metrics": json.dumps(status.get("metrics") or {}),

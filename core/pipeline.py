@@ -63,24 +63,25 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
             if pipe.stop_requested():
                 return _stopped(pipe, name, wall_before + time.time() - t0)
             stages[name] = {**stages.get(name, {}), "state": "running", "started_at": now()}
-            pipe.update_status(stage=name, stages=stages)
+            # phase names what an evaluation stage is doing; a new stage starts without the last one's
+            pipe.update_status(stage=name, stages=stages, phase=None)
             pipe.log(f"stage {name}: started")
             result = steps(pipe, pcfg, configs, stages)
             if result == "stopped":
                 stages[name]["state"] = "stopped"
                 return _stopped(pipe, name, wall_before + time.time() - t0, stages)
             stages[name].update(state="completed", ended_at=now(), **(result or {}))
-            pipe.update_status(stages=stages, wall_s=round(wall_before + time.time() - t0, 1))
+            pipe.update_status(stages=stages, phase=None, wall_s=round(wall_before + time.time() - t0, 1))
             pipe.log(f"stage {name}: completed")
         results = collect_results(pipe, pcfg, wall_before + time.time() - t0)
-        return pipe.update_status(state="completed", stage=None, ended_at=now(), wall_s=results["wall_s"],
+        return pipe.update_status(state="completed", stage=None, phase=None, ended_at=now(), wall_s=results["wall_s"],
                                   metrics={r["name"]: r["accuracy"] for r in results["rows"]})
     except Exception as exc:
         current = pipe.status().get("stage")
         if current and current in stages:
             stages[current]["state"] = "failed"
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        pipe.update_status(state="failed", error=f"stage {current}: {message}", stages=stages, ended_at=now(),
+        pipe.update_status(state="failed", error=f"stage {current}: {message}", stages=stages, phase=None, ended_at=now(),
                            wall_s=round(wall_before + time.time() - t0, 1))
         raise
 
@@ -88,7 +89,7 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
 def _stopped(pipe: RunDir, stage: str, wall: float, stages: dict | None = None) -> dict[str, Any]:
     pipe.stop_flag.unlink(missing_ok=True)
     extra = {"stages": stages} if stages is not None else {}
-    return pipe.update_status(state="stopped", stage=stage, ended_at=now(), wall_s=round(wall, 1), **extra)
+    return pipe.update_status(state="stopped", stage=stage, phase=None, ended_at=now(), wall_s=round(wall, 1), **extra)
 
 
 # -- stages ------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def duration(row: dict[str, Any]) -> str:
 def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame([{
         "run": r["id"], "state": f"{STATE_ICONS.get(r['state'], '')} {r['state']}", "kind": r["kind"],
-        "model": r.get("model") or "", "data": Path(str(r.get("dataset") or "")).name,
+        "model": r.get("model") or "", "data": " → ".join(Path(d).name for d in str(r.get("dataset") or "").split(" → ")),
         "progress": (r["step"] or 0) / r["total_steps"] if r.get("total_steps") else None,
         "accuracy": headline(r),
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])) if r.get("started_at") else "",

@@ -57,13 +57,7 @@ def actions(run_id: str) -> None:
         show_error(exc)
 
 
-def details(run_id: str) -> None:
-    run = RunDir.for_id(run_id)
-    status = run.status()
-    state = status.get("state", "?")
-    st.markdown(f"#### {run_label(by_id.get(run_id, {'id': run_id, 'state': state}))}")
-    if status.get("error"):
-        st.error(status["error"])
+def progress(status: dict, state: str) -> None:
     if status.get("total_steps"):
         step, total = status.get("step") or 0, status["total_steps"]
         eta = f" · ETA {int(status['eta_s'])} s" if status.get("eta_s") and state == "running" else ""
@@ -71,6 +65,23 @@ def details(run_id: str) -> None:
         st.progress(min(step / total, 1.0), text=f"step {step}/{total} · epoch {status.get('epoch', 0)}{eta}{speed}")
     if status.get("phase"):
         st.caption(f"Now: {status['phase']}")
+
+
+def details(run_id: str) -> None:
+    run = RunDir.for_id(run_id)
+    status = run.status()
+    state = status.get("state", "?")
+    st.markdown(f"#### {run_label(by_id.get(run_id, {'id': run_id, 'state': state}))}")
+    if status.get("error"):
+        st.error(status["error"])
+    progress(status, state)
+    stage = status.get("stage")
+    if stage and state in ACTIVE_STATES:  # a pipeline: the progress of the stage it is in
+        child = RunDir.for_id(f"{run_id}.{stage}")
+        child_status = child.status()
+        if child_status:
+            st.caption(f"Stage {stage}: {child.run_id}")
+            progress(child_status, child_status.get("state", "?"))
     if status.get("stages"):
         st.caption("Stages: " + " → ".join(f"{k} ({v.get('state')})" for k, v in status["stages"].items()))
     if status.get("metrics"):

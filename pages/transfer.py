@@ -34,16 +34,19 @@ if not results or not results["rows"]:
 by = {r["name"]: r for r in results["rows"]}
 zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
 # The figures first, then where they come from: "scored as" can be long and must not push accuracy off screen.
+def gap(row: dict, other: dict | None, names: tuple[str, ...]) -> str:
+    """Points between two rows, blank where the comparison does not apply (not a grey 'None')."""
+    return f"{(row['accuracy'] - other['accuracy']) * 100:+.2f}" if other and row["name"] in names else ""
+
+
 table = pd.DataFrame([{
     "row": ROW_TITLES[r["name"]], "accuracy": r["accuracy"], "F1": r["f1"],
-    "Δ vs zero-shot": r["accuracy"] - zs["accuracy"] if zs and r["name"] in ("target_finetuned", "target_only_baseline") else None,
-    "Δ vs baseline": r["accuracy"] - bl["accuracy"] if bl and r["name"] == "target_finetuned" else None,
+    "vs zero-shot (points)": gap(r, zs, ("target_finetuned", "target_only_baseline")),
+    "vs baseline (points)": gap(r, bl, ("target_finetuned",)),
     "n": r["n"], "data": f"{r['dataset']}:{r['split']}", "scored as": r.get("scored_as", ""),
 } for r in results["rows"]])
 st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "accuracy": st.column_config.NumberColumn(format="%.4f"), "F1": st.column_config.NumberColumn(format="%.4f"),
-    "Δ vs zero-shot": st.column_config.NumberColumn(format="%+.4f"),
-    "Δ vs baseline": st.column_config.NumberColumn(format="%+.4f")})
+    "accuracy": st.column_config.NumberColumn(format="%.4f"), "F1": st.column_config.NumberColumn(format="%.4f")})
 src, after = by.get("source"), by.get("source_after_target")
 
 
@@ -54,7 +57,9 @@ if bl and by.get("target_finetuned"):
     gain = by["target_finetuned"]["accuracy"] - bl["accuracy"]
     notes.append(f"Against a target-only model with the same budget, the transfer {'helped' if gain > 0 else 'did not help'} ({points(gain)}).")
 if src and after:
-    notes.append(f"Source accuracy changed by {points(after['accuracy'] - src['accuracy'])} after target training (forgetting).")
+    change = after["accuracy"] - src["accuracy"]
+    verdict = "forgetting" if change < 0 else "no forgetting"
+    notes.append(f"Source accuracy moved by {points(change)} after target training ({verdict}).")
 st.markdown(" ".join(notes))
 st.caption(f"Wall time: {results['wall_s']:.0f} s")
 

@@ -28,8 +28,24 @@ def pipeline_pair() -> list[str]:
     return []
 
 
+STAGE_ROLES = {"source": "zero-shot: trained on the source only", "target": "fine-tuned on the target",
+               "baseline": "target-only baseline"}
+names = {r["id"]: r.get("name") or "" for r in rows}
+
+
+def model_role(run_id: str) -> str:
+    """What a model is, in words: a pipeline stage's role, else the run's name."""
+    parent, _, stage = run_id.rpartition(".")
+    return (STAGE_ROLES.get(stage) if parent else None) or names.get(run_id) or "model"
+
+
+def model_title(run_id: str) -> str:
+    return f"{model_role(run_id)} ({run_id})"
+
+
 OWN = "own"
 chosen = st.multiselect("Models", models, default=pipeline_pair() or models[:1], key="try_models",
+                        format_func=model_title,
                         help="Stage-1 (source) models answer zero-shot; stage-2 (target) models after fine-tuning.")
 # A pipeline's table scores the source model on the target zero-shot the way the target stage reads
 # reviews, so "as <id>.target reads" puts the two side by side exactly as the table compared them.
@@ -66,6 +82,7 @@ if st.button("Classify", type="primary", key="try_go"):
                 except ValueError as exc:
                     show_error(exc)
                     continue
+                st.markdown(f"**{model_role(run_id).capitalize()}**")
                 st.caption(f"{run_id} · {model.scoring}")
                 st.metric(result["label"], f"{result['probability']:.1%}")
                 st.progress(result["p_positive"], text=f"P(positive) = {result['p_positive']:.3f}")

@@ -123,6 +123,9 @@ def test_try_page_reads_a_pipelines_two_models_as_its_table_did(finished_pipelin
     captions = [c.value for c in at.caption if c.value.startswith(pid)]
     assert captions == [f"{pid}.source · 16 tokens x up to 2 windows, stop at p 0.9",
                         f"{pid}.target · 16 tokens x up to 2 windows, stop at p 0.9"]
+    # Each answer says which model gave it in words, not only as a run id.
+    titles = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert titles[-2:] == ["**Zero-shot: trained on the source only**", "**Fine-tuned on the target**"]
     at.selectbox(key="try_read_as").set_value("own")
     at.button(key="try_go").click().run()
     captions = [c.value for c in at.caption if c.value.startswith(pid)]
@@ -137,5 +140,26 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipe
     # A long "scored as" must not push the accuracy off screen: the figures come first.
     assert list(table.columns)[:3] == ["row", "accuracy", "F1"] and list(table.columns)[-1] == "scored as"
     assert table["scored as"].iloc[1].startswith("16 tokens x up to 2 windows, stop at p 0.9 (")
+    # Gaps in points, and blank (not "None") on the rows they do not apply to.
+    finetuned, zero_shot = table.iloc[2], table.iloc[1]
+    assert finetuned["vs zero-shot (points)"] == f"{(finetuned['accuracy'] - zero_shot['accuracy']) * 100:+.2f}"
+    assert list(table["vs baseline (points)"]) == ["", "", finetuned["vs baseline (points)"], "", ""]
     notes = " ".join(str(m.value) for m in at.markdown)
     assert "points" in notes and "%" not in notes.split("Fine-tuning on the target", 1)[1]
+
+
+def test_runs_page_follows_the_stage_a_running_pipeline_is_in(finished_pipeline):
+    """Caught mid-way through stage 2, as its worker writes it (the worker here is this test's own process,
+    so the reconciler finds it alive): the page shows that stage's progress, and no stale phase."""
+    pid = finished_pipeline.run_id
+    finished_pipeline.update_status(state="running", stage="target", ended_at=None)
+    finished_pipeline.mark_worker()
+    stage = RunDir.for_id(f"{pid}.target")
+    stage.update_status(state="running", step=1, total_steps=4, epoch=0.25, phase="training", ended_at=None)
+    stage.mark_worker()
+    at = app("pages/runs.py")
+    assert not at.exception, at.exception
+    assert f"Stage target: {pid}.target" in [c.value for c in at.caption]
+    assert "step 1/4" in str(at.get("progress")[0].proto)
+    assert "Now: training" in [c.value for c in at.caption]
+    assert not any(c.value.startswith("Now: evaluating") for c in at.caption)

@@ -11,6 +11,7 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     pipe = RunDir.for_id("p1")
     status = run_pipeline(pcfg, pipe)
     assert status["state"] == "completed"
+    assert status.get("phase") is None  # a finished pipeline is not "evaluating" anything any more
     results = json.loads((pipe.path / "results.json").read_text())
     assert [r["name"] for r in results["rows"]] == list(ROW_NAMES)
     by = {r["name"]: r for r in results["rows"]}
@@ -30,8 +31,10 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     # One job with its stages: `runs` lists the pipeline, then its stages in the order they ran.
     from core.jobs import list_runs
 
-    assert [(r["id"], r["parent"]) for r in list_runs()] == [
+    listed = list_runs()
+    assert [(r["id"], r["parent"]) for r in listed] == [
         ("p1", None), ("p1.source", "p1"), ("p1.target", "p1"), ("p1.baseline", "p1")]
+    assert listed[0]["dataset"] == f"{pcfg.source.dataset} → {pcfg.target.dataset}"
 
 
 def test_a_row_says_how_its_reviews_were_read():
