@@ -57,7 +57,11 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
     pipe.update_status(state="running", started_at=status.get("started_at") or now(), error=None, ended_at=None)
     try:
         configs = stage_configs(pcfg, pipe.run_id)
-        for name, steps in _plan(pcfg):
+        plan = _plan(pcfg)
+        # step / total_steps count stages, so a listing shows a pipeline's progress like a run's.
+        done = sum(stages.get(name, {}).get("state") == "completed" for name, _ in plan)
+        pipe.update_status(step=done, total_steps=len(plan))
+        for name, steps in plan:
             if stages.get(name, {}).get("state") == "completed":
                 continue
             if pipe.stop_requested():
@@ -71,7 +75,8 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
                 stages[name]["state"] = "stopped"
                 return _stopped(pipe, name, wall_before + time.time() - t0, stages)
             stages[name].update(state="completed", ended_at=now(), **(result or {}))
-            pipe.update_status(stages=stages, phase=None, wall_s=round(wall_before + time.time() - t0, 1))
+            done += 1
+            pipe.update_status(stages=stages, phase=None, step=done, wall_s=round(wall_before + time.time() - t0, 1))
             pipe.log(f"stage {name}: completed")
         results = collect_results(pipe, pcfg, wall_before + time.time() - t0)
         return pipe.update_status(state="completed", stage=None, phase=None, ended_at=now(), wall_s=results["wall_s"],
@@ -189,15 +194,24 @@ def scored_as(metrics: dict[str, Any]) -> str:
     return label
 
 
-def results_markdown(results: dict[str, Any]) -> str:
-    by = {r["name"]: r for r in results["rows"]}
+def row_gaps(row: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """A target row against zero-shot and (the fine-tuned row) against the baseline, in accuracy points;
+    blank where the comparison does not apply."""
+    by = {r["name"]: r for r in rows}
     zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
+
+    def points(other: dict[str, Any] | None, names: tuple[str, ...]) -> str:
+        return f"{(row['accuracy'] - other['accuracy']) * 100:+.2f}" if other and row["name"] in names else ""
+
+    return points(zs, ("target_finetuned", "target_only_baseline")), points(bl, ("target_finetuned",))
+
+
+def results_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Transfer results: {results['pipeline_id']}", "",
-             "| row | data | scored as | accuracy | F1 | n | vs zero-shot | vs baseline |", "|---|---|---|---|---|---|---|---|"]
+             "| row | data | scored as | accuracy | F1 | n | vs zero-shot (points) | vs baseline (points) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
-        target_row = r["name"] in ("target_finetuned", "target_only_baseline")
-        d_zs = f"{r['accuracy'] - zs['accuracy']:+.4f}" if zs and target_row else ""
-        d_bl = f"{r['accuracy'] - bl['accuracy']:+.4f}" if bl and r["name"] == "target_finetuned" else ""
+        d_zs, d_bl = row_gaps(r, results["rows"])
         lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r.get('scored_as', '')} "
                      f"| {r['accuracy']:.4f} | {r['f1']:.4f} "
                      f"| {r['n']} | {d_zs} | {d_bl} |")

@@ -133,6 +133,11 @@ def curve_figure(frames: dict[str, pd.DataFrame], column: str, title: str, x: st
         fig.add_trace(go.Scatter(x=part[x], y=part[column], name=name, mode="lines+markers" if markers else "lines"))
     fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x,
                       legend=dict(orientation="h", y=-0.3), showlegend=len(frames) > 1)
+    if not fig.data:  # say so, rather than draw empty axes (validation curves wait for the first evaluation)
+        fig.add_annotation(text=f"No {title.lower()} logged yet", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font=dict(size=14, color="gray"))
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     return fig
 
 

@@ -62,8 +62,10 @@ def progress(status: dict, state: str) -> None:
         step, total = status.get("step") or 0, status["total_steps"]
         eta = f" · ETA {int(status['eta_s'])} s" if status.get("eta_s") and state == "running" else ""
         speed = f" · {status['samples_per_s']} samples/s" if status.get("samples_per_s") else ""
-        st.progress(min(step / total, 1.0), text=f"step {step}/{total} · epoch {status.get('epoch', 0)}{eta}{speed}")
-    if status.get("phase"):
+        text = (f"{step}/{total} stages done" if "stages" in status  # a pipeline counts stages, not steps
+                else f"step {step}/{total} · epoch {status.get('epoch', 0)}{eta}{speed}")
+        st.progress(min(step / total, 1.0), text=text)
+    if status.get("phase") and state in ACTIVE_STATES:  # folders from older versions kept a finished phase
         st.caption(f"Now: {status['phase']}")
 
 
@@ -84,6 +86,9 @@ def details(run_id: str) -> None:
             progress(child_status, child_status.get("state", "?"))
     if status.get("stages"):
         st.caption("Stages: " + " → ".join(f"{k} ({v.get('state')})" for k, v in status["stages"].items()))
+    if status.get("stages") and any(v.get("state") == "completed" for v in status["stages"].values()):
+        st.page_link("pages/transfer.py", label="Its comparison table, on the Transfer page", icon="🔁",
+                     query_params={"pipeline": run_id})
     if status.get("metrics"):
         st.json(status["metrics"], expanded=False)
     with st.expander("Config"):

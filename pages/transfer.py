@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core.pipeline import ROW_TITLES, collect_results, flipped_predictions, load_results
+from core.pipeline import ROW_TITLES, collect_results, flipped_predictions, load_results, row_gaps
 from core.runs import RunDir
 from pages.common import confusion_figure, run_label, runs_table, through_router
 
@@ -34,15 +34,9 @@ if not results or not results["rows"]:
 by = {r["name"]: r for r in results["rows"]}
 zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
 # The figures first, then where they come from: "scored as" can be long and must not push accuracy off screen.
-def gap(row: dict, other: dict | None, names: tuple[str, ...]) -> str:
-    """Points between two rows, blank where the comparison does not apply (not a grey 'None')."""
-    return f"{(row['accuracy'] - other['accuracy']) * 100:+.2f}" if other and row["name"] in names else ""
-
-
 table = pd.DataFrame([{
     "row": ROW_TITLES[r["name"]], "accuracy": r["accuracy"], "F1": r["f1"],
-    "vs zero-shot (points)": gap(r, zs, ("target_finetuned", "target_only_baseline")),
-    "vs baseline (points)": gap(r, bl, ("target_finetuned",)),
+    **dict(zip(("vs zero-shot (points)", "vs baseline (points)"), row_gaps(r, results["rows"]))),
     "n": r["n"], "data": f"{r['dataset']}:{r['split']}", "scored as": r.get("scored_as", ""),
 } for r in results["rows"]])
 st.dataframe(table, hide_index=True, width="stretch", column_config={

@@ -152,7 +152,7 @@ def test_runs_page_follows_the_stage_a_running_pipeline_is_in(finished_pipeline)
     """Caught mid-way through stage 2, as its worker writes it (the worker here is this test's own process,
     so the reconciler finds it alive): the page shows that stage's progress, and no stale phase."""
     pid = finished_pipeline.run_id
-    finished_pipeline.update_status(state="running", stage="target", ended_at=None)
+    finished_pipeline.update_status(state="running", stage="target", step=2, ended_at=None)
     finished_pipeline.mark_worker()
     stage = RunDir.for_id(f"{pid}.target")
     stage.update_status(state="running", step=1, total_steps=4, epoch=0.25, phase="training", ended_at=None)
@@ -160,6 +160,10 @@ def test_runs_page_follows_the_stage_a_running_pipeline_is_in(finished_pipeline)
     at = app("pages/runs.py")
     assert not at.exception, at.exception
     assert f"Stage target: {pid}.target" in [c.value for c in at.caption]
-    assert "step 1/4" in str(at.get("progress")[0].proto)
+    bars = [str(p.proto) for p in at.get("progress")]
+    assert "2/5 stages done" in bars[0] and "step 1/4" in bars[1]
     assert "Now: training" in [c.value for c in at.caption]
     assert not any(c.value.startswith("Now: evaluating") for c in at.caption)
+    # The rows it has so far are one click away.
+    link = at.get("page_link")[-1].proto
+    assert link.label == "Its comparison table, on the Transfer page" and link.query_string == f"pipeline={pid}"

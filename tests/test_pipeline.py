@@ -12,6 +12,7 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     status = run_pipeline(pcfg, pipe)
     assert status["state"] == "completed"
     assert status.get("phase") is None  # a finished pipeline is not "evaluating" anything any more
+    assert status["step"] == status["total_steps"] == 5  # its progress counts stages
     results = json.loads((pipe.path / "results.json").read_text())
     assert [r["name"] for r in results["rows"]] == list(ROW_NAMES)
     by = {r["name"]: r for r in results["rows"]}
