@@ -7,7 +7,8 @@ import streamlit as st
 from core.data import resolve_local
 from core.config import OFFLINE_DATA
 from core.modeling import device_summary, hub_reachable
-from pages.common import PAGES, ROUTED_KEY, STATE_ICONS, WANTED_KEY, runs_table
+from core.runs import ACTIVE_STATES
+from pages.common import PAGES, REFRESH_S, ROUTED_KEY, STATE_ICONS, WANTED_KEY, runs_table
 
 st.set_page_config(page_title="Sentiment Transfer Lab", page_icon="🔁", layout="wide")
 
@@ -42,13 +43,22 @@ def sidebar(pages: list) -> None:
         st.caption("Offline data: " + (", ".join(info["datasets"]) or "none") + " · offline models: "
                    + (", ".join(info["models"]) or "none"))
         st.markdown("### Queue")
-        active = [r for r in runs_table() if r["state"] in ("queued", "running", "stopping") and not r.get("parent")]
-        if not active:
-            st.caption("Nothing running or queued.")
-        for r in active:
-            progress = f" {r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
-            st.page_link("pages/runs.py", label=f"{STATE_ICONS[r['state']]} {r['id']}{progress}",
-                         query_params={"run": r["id"]})
+        busy = bool(active_runs())
+        st.fragment(queue, run_every=REFRESH_S if busy else None)()  # live while something runs
+
+
+def active_runs() -> list[dict]:
+    return [r for r in runs_table() if r["state"] in ACTIVE_STATES and not r.get("parent")]
+
+
+def queue() -> None:
+    active = active_runs()
+    if not active:
+        st.caption("Nothing running or queued.")
+    for r in active:
+        progress = f" {r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
+        st.page_link("pages/runs.py", label=f"{STATE_ICONS[r['state']]} {r['id']}{progress}",
+                     query_params={"run": r["id"]})
 
 
 pages = [st.Page(file, title=title, icon=icon, url_path=url, default=not url) for file, title, icon, url in PAGES]

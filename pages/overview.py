@@ -5,7 +5,8 @@ import streamlit as st
 from core import jobs
 from core.config import PRESETS, load_preset
 from core.modeling import device_summary, hub_reachable
-from pages.common import runs_frame, runs_table, show_error, through_router
+from core.runs import ACTIVE_STATES
+from pages.common import REFRESH_S, runs_frame, runs_table, show_error, through_router
 
 through_router(__file__)
 st.title("Sentiment Transfer Lab")
@@ -27,17 +28,26 @@ st.subheader("Run the transfer pipeline")
 st.caption(f"Preset for this machine: **{preset}**: {PRESETS[preset].get('description', '')}")
 if st.button(f"▶ Start the transfer pipeline ({preset})", type="primary", key="start_pipeline"):
     try:
-        run = jobs.launch("pipeline", load_preset(preset))
-        st.success(f"Queued pipeline {run.run_id}.")
-        st.page_link("pages/runs.py", label="Watch it on the Runs page", icon="📈", query_params={"run": run.run_id})
+        st.session_state["overview_launched"] = jobs.launch("pipeline", load_preset(preset)).run_id
+        st.rerun()  # so the sidebar's queue and the table below show it at once
     except ValueError as exc:
         show_error(exc)
+if st.session_state.get("overview_launched"):
+    run_id = st.session_state["overview_launched"]
+    st.success(f"Queued pipeline {run_id}. It runs in the background: you can close this tab.")
+    st.page_link("pages/runs.py", label="Watch it on the Runs page", icon="📈", query_params={"run": run_id})
+
+
+def recent_runs() -> None:
+    rows = [r for r in runs_table() if not r.get("parent")][:10]
+    if rows:
+        st.dataframe(runs_frame(rows), hide_index=True, width="stretch",
+                     column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+                                    "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f")})
+    else:
+        st.info("No runs yet. Start the pipeline above, or set up a single run on the Train page.")
+
 
 st.subheader("Recent runs and pipelines")
-rows = [r for r in runs_table() if not r.get("parent")][:10]
-if rows:
-    st.dataframe(runs_frame(rows), hide_index=True, width="stretch",
-                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
-                                "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f")})
-else:
-    st.info("No runs yet. Start the pipeline above, or set up a single run on the Train page.")
+busy = any(r["state"] in ACTIVE_STATES for r in runs_table())
+st.fragment(recent_runs, run_every=REFRESH_S if busy else None)()  # live while something runs

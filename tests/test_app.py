@@ -167,3 +167,27 @@ def test_runs_page_follows_the_stage_a_running_pipeline_is_in(finished_pipeline)
     # The rows it has so far are one click away.
     link = at.get("page_link")[-1].proto
     assert link.label == "Its comparison table, on the Transfer page" and link.query_string == f"pipeline={pid}"
+
+
+def test_overview_start_button_queues_the_preset_and_shows_it_everywhere(lab_home):
+    """The Overview's one button queues the pipeline for this machine; the sidebar's queue and the table show it
+    in the same click. The test holds the dispatcher's lock, so the dispatcher it starts exits at once and the
+    15-minute pipeline stays queued (and is cancelled)."""
+    import fcntl
+
+    from core import jobs
+
+    lab_home.mkdir(parents=True, exist_ok=True)
+    with open(lab_home / "queue.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        at = app()
+        at.button(key="start_pipeline").click().run()
+        assert not at.exception, at.exception
+        queued = [r for r in jobs.list_runs() if r["kind"] == "pipeline"]
+        assert [r["state"] for r in queued] == ["queued"]
+        run_id = queued[0]["id"]
+        assert any(run_id in s.value for s in at.success)
+        assert any(run_id in str(link.proto.label) for link in at.sidebar.get("page_link"))
+        assert run_id in list(at.dataframe[0].value["run"])
+        jobs.stop(run_id)
+    assert RunDir.for_id(run_id).status()["state"] == "cancelled"
