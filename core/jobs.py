@@ -171,9 +171,9 @@ def reconcile() -> list[str]:
         if worker_alive(status) is False:
             reason = f"worker process {status.get('pid')} ended without finishing (killed, out of memory or reboot)"
             if status.get("state") == "stopping":
-                run.update_status(state="stopped", error=None, ended_at=now(), phase=None)
+                run.update_status(state="stopped", error=None, ended_at=now())
             else:
-                run.update_status(state="interrupted", error=reason, ended_at=now(), phase=None)
+                run.update_status(state="interrupted", error=reason, ended_at=now())
             run.log(f"reconciled: {reason}")
             fixed.append(run.run_id)
     return fixed
@@ -291,7 +291,7 @@ def _install_sigterm(run: RunDir) -> None:
     def handler(signum, frame):
         state = "stopped" if run.stop_requested() or run.status().get("state") == "stopping" else "interrupted"
         run.update_status(state=state, error=None if state == "stopped" else f"terminated by signal {signum}",
-                          ended_at=now(), phase=None)
+                          ended_at=now())
         os._exit(128 + signum)
     signal.signal(signal.SIGTERM, handler)
 

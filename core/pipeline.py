@@ -76,17 +76,17 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
                 return _stopped(pipe, name, wall_before + time.time() - t0, stages)
             stages[name].update(state="completed", ended_at=now(), **(result or {}))
             done += 1
-            pipe.update_status(stages=stages, phase=None, step=done, wall_s=round(wall_before + time.time() - t0, 1))
+            pipe.update_status(stages=stages, step=done, wall_s=round(wall_before + time.time() - t0, 1))
             pipe.log(f"stage {name}: completed")
         results = collect_results(pipe, pcfg, wall_before + time.time() - t0)
-        return pipe.update_status(state="completed", stage=None, phase=None, ended_at=now(), wall_s=results["wall_s"],
+        return pipe.update_status(state="completed", stage=None, ended_at=now(), wall_s=results["wall_s"],
                                   metrics={r["name"]: r["accuracy"] for r in results["rows"]})
     except Exception as exc:
         current = pipe.status().get("stage")
         if current and current in stages:
             stages[current]["state"] = "failed"
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        pipe.update_status(state="failed", error=f"stage {current}: {message}", stages=stages, phase=None, ended_at=now(),
+        pipe.update_status(state="failed", error=f"stage {current}: {message}", stages=stages, ended_at=now(),
                            wall_s=round(wall_before + time.time() - t0, 1))
         raise
 
@@ -94,7 +94,7 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
 def _stopped(pipe: RunDir, stage: str, wall: float, stages: dict | None = None) -> dict[str, Any]:
     pipe.stop_flag.unlink(missing_ok=True)
     extra = {"stages": stages} if stages is not None else {}
-    return pipe.update_status(state="stopped", stage=stage, phase=None, ended_at=now(), wall_s=round(wall, 1), **extra)
+    return pipe.update_status(state="stopped", stage=stage, ended_at=now(), wall_s=round(wall, 1), **extra)
 
 
 # -- stages ------------------------------------------------------------------------------
@@ -194,16 +194,21 @@ def scored_as(metrics: dict[str, Any]) -> str:
     return label
 
 
+def points(delta: float) -> str:
+    """An accuracy difference in percentage points: 0.046 -> '+4.60' (not a relative change)."""
+    return f"{delta * 100:+.2f}"
+
+
 def row_gaps(row: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, str]:
     """A target row against zero-shot and (the fine-tuned row) against the baseline, in accuracy points;
     blank where the comparison does not apply."""
     by = {r["name"]: r for r in rows}
     zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
 
-    def points(other: dict[str, Any] | None, names: tuple[str, ...]) -> str:
-        return f"{(row['accuracy'] - other['accuracy']) * 100:+.2f}" if other and row["name"] in names else ""
+    def gap(other: dict[str, Any] | None, names: tuple[str, ...]) -> str:
+        return points(row["accuracy"] - other["accuracy"]) if other and row["name"] in names else ""
 
-    return points(zs, ("target_finetuned", "target_only_baseline")), points(bl, ("target_finetuned",))
+    return gap(zs, ("target_finetuned", "target_only_baseline")), gap(bl, ("target_finetuned",))
 
 
 def results_markdown(results: dict[str, Any]) -> str:

@@ -151,6 +151,8 @@ class RunDir:
         """Merge `fields` into status.json (the worker is the only writer of a run's status)."""
         status = self.status()
         status.update(fields)
+        if status.get("state") in TERMINAL_STATES:
+            status["phase"] = None  # what a worker is doing ends with it, however the run ended
         status["updated_at"] = now()
         write_json_atomic(self.status_path, status)
         return status

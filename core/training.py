@@ -189,7 +189,7 @@ def train_run(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         if main:
             run.log(traceback.format_exc())
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            run.update_status(state="failed", error=message, ended_at=now(), phase=None)
+            run.update_status(state="failed", error=message, ended_at=now())
         raise
     return result
 
@@ -276,7 +276,7 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         if main:
             run.log(f"stopped at step {trainer.state.global_step}; checkpoint saved")
             run.stop_flag.unlink(missing_ok=True)
-            return run.update_status(state="stopped", phase=None, step=trainer.state.global_step, ended_at=now())
+            return run.update_status(state="stopped", step=trainer.state.global_step, ended_at=now())
         return {}
     if not main:
         return {}
@@ -295,7 +295,7 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         m = evaluate(predictor, splits.test, run)
         headline.update(test_accuracy=m["accuracy"], test_f1=m["f1"], test_n=m["n"], test_dataset=m["dataset"])
         run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}")
-    return run.update_status(state="completed", phase=None, ended_at=now(), metrics=headline)
+    return run.update_status(state="completed", ended_at=now(), metrics=headline)
 
 
 def save_model(trainer, tokenizer, cfg: RunConfig, run: RunDir) -> None:

@@ -3,14 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from core.pipeline import ROW_TITLES, collect_results, flipped_predictions, load_results, row_gaps
+from core.pipeline import ROW_TITLES, collect_results, flipped_predictions, load_results, points, row_gaps
 from core.runs import RunDir
 from pages.common import confusion_figure, run_label, runs_table, through_router
 
 
-def points(delta: float) -> str:
-    """An accuracy difference in percentage points: 0.046 -> '+4.60 points' (not '+4.60%', a relative change)."""
-    return f"{delta * 100:+.2f} points"
+def in_points(delta: float) -> str:
+    return f"{points(delta)} points"  # not '+4.60%', which would read as a relative change
 
 
 through_router(__file__)
@@ -46,14 +45,14 @@ src, after = by.get("source"), by.get("source_after_target")
 
 notes = []
 if zs and by.get("target_finetuned"):
-    notes.append(f"Fine-tuning on the target moved target accuracy by {points(by['target_finetuned']['accuracy'] - zs['accuracy'])}.")
+    notes.append(f"Fine-tuning on the target moved target accuracy by {in_points(by['target_finetuned']['accuracy'] - zs['accuracy'])}.")
 if bl and by.get("target_finetuned"):
     gain = by["target_finetuned"]["accuracy"] - bl["accuracy"]
-    notes.append(f"Against a target-only model with the same budget, the transfer {'helped' if gain > 0 else 'did not help'} ({points(gain)}).")
+    notes.append(f"Against a target-only model with the same budget, the transfer {'helped' if gain > 0 else 'did not help'} ({in_points(gain)}).")
 if src and after:
     change = after["accuracy"] - src["accuracy"]
     verdict = "forgetting" if change < 0 else "no forgetting"
-    notes.append(f"Source accuracy moved by {points(change)} after target training ({verdict}).")
+    notes.append(f"Source accuracy moved by {in_points(change)} after target training ({verdict}).")
 st.markdown(" ".join(notes))
 st.caption(f"Wall time: {results['wall_s']:.0f} s")
 
