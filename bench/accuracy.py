@@ -24,17 +24,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def tfidf_baseline(pcfg) -> dict:
+def fit_tfidf(train_cfg):
+    """TF-IDF + logistic regression on a stage's training rows (the first N of its train split, as the
+    model saw them); returns a function from texts to predicted labels."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from core.data import load_splits, load_test_split
+    from core.data import load_splits
+
+    splits = load_splits(train_cfg)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    clf = LogisticRegression(C=4, max_iter=2000).fit(vec.fit_transform(splits.train.texts), splits.train.labels)
+    return lambda texts: clf.predict(vec.transform(texts))
+
+
+def tfidf_baseline(pcfg) -> dict:
+    from core.data import load_test_split
 
     def fit_score(train_cfg, tests):
-        splits = load_splits(train_cfg)
-        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-        clf = LogisticRegression(C=4, max_iter=2000).fit(vec.fit_transform(splits.train.texts), splits.train.labels)
-        return {name: round(float((clf.predict(vec.transform(ex.texts)) == ex.labels).mean()), 4) for name, ex in tests.items()}
+        predict = fit_tfidf(train_cfg)
+        return {name: round(float((predict(ex.texts) == ex.labels).mean()), 4) for name, ex in tests.items()}
 
     src_test, tgt_test = load_test_split(pcfg.source), load_test_split(pcfg.target)
     # Trained on the same rows as the model's stages (the first N of each train split).
