@@ -187,17 +187,29 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray) -> dict[str, A
             "n": int(len(labels)), "confusion": confusion.tolist()}
 
 
+def accuracy_by_group(right: np.ndarray, groups: Sequence[Any]) -> dict[str, dict[str, Any]]:
+    """Accuracy and count per value of `groups` (a column such as Amazon's `domain`), given which
+    predictions were right."""
+    right, groups = np.asarray(right, dtype=bool), np.asarray([str(g) for g in groups])
+    return {g: {"accuracy": round(float(right[groups == g].mean()), 4), "n": int((groups == g).sum())}
+            for g in sorted(set(groups))}
+
+
 def eval_name(source: str) -> str:
     """`imdb:test[:2000]` -> `imdb-test-2000`: a folder name under evals/."""
     return re.sub(r"[^A-Za-z0-9]+", "-", source).strip("-").lower() or "eval"
 
 
-def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None) -> dict[str, Any]:
-    """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/."""
+def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None,
+             groups: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/;
+    with `groups` (one value per example), also the accuracy per group (`by_group`)."""
     t0 = now()
     probs, reads = predictor.read(examples.texts)
     preds = probs.argmax(axis=1)
     metrics = classification_metrics(examples.labels, preds)
+    if groups is not None:
+        metrics["by_group"] = accuracy_by_group(preds == examples.labels, groups)
     metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=predictor.encoder.max_length,
                    truncation=predictor.encoder.truncation, windows=predictor.windows,
                    confidence=predictor.confidence, windows_read=round(float(reads.mean()), 3) if len(reads) else 0.0,

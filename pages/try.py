@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.data import read_table_bytes, text_columns
 from core.evaluation import check_review, saved_reading, scoring_label
-from core.pipeline import load_results
+from core.pipeline import STAGE_ROLES, load_results
 from core.runs import RunDir
 from pages.common import models_available, predictor_for, runs_table, show_error, through_router
 
@@ -28,8 +28,6 @@ def pipeline_pair() -> list[str]:
     return []
 
 
-STAGE_ROLES = {"source": "zero-shot: trained on the source only", "target": "fine-tuned on the target",
-               "baseline": "target-only baseline"}
 names = {r["id"]: r.get("name") or "" for r in rows}
 
 

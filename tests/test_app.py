@@ -148,6 +148,25 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipe
     assert "points" in notes and "%" not in notes.split("Fine-tuning on the target", 1)[1]
 
 
+def test_transfer_page_scores_the_models_on_reviews_from_other_sources(finished_pipeline):
+    at = app("pages/transfer.py")
+    before = len(at.dataframe)  # nothing is scored before the click
+    assert not [e for e in at.expander if e.label.endswith(" wrong")]
+    at.button(key="other_sources_go").click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert len(at.dataframe) == before + 1 + 3  # the scores, and each model's wrong reviews
+    table = at.dataframe[before].value
+    assert list(table["model"]) == ["zero-shot: trained on the source only", "fine-tuned on the target",
+                                    "target-only baseline"]
+    assert list(table.columns) == ["model", "accuracy", "airline", "app", "game", "hotel", "music", "restaurant"]
+    assert ((table["accuracy"] >= 0) & (table["accuracy"] <= 1)).all()
+    # Each model's wrong reviews are listed, as many as its accuracy leaves out of the 60.
+    labels = [e.label for e in at.expander if e.label.endswith(" wrong")]
+    assert len(labels) == 3
+    for (_, row), label in zip(table.iterrows(), labels):
+        assert label == f"{row['model']}: {round((1 - row['accuracy']) * 60)} wrong"
+
+
 def test_runs_page_follows_the_stage_a_running_pipeline_is_in(finished_pipeline):
     """Caught mid-way through stage 2, as its worker writes it (the worker here is this test's own process,
     so the reconciler finds it alive): the page shows that stage's progress, and no stale phase."""

@@ -21,7 +21,7 @@ def test_other_sources_scores_each_model_of_a_pipeline(tmp_path, reviews_dir, ti
                          text=True, timeout=300, env=dict(os.environ))
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
-    reviews = pd.read_csv(ROOT / "bench" / "data" / "other_sources.csv")
+    reviews = pd.read_csv(ROOT / "core" / "other_sources.csv")
     assert result["n"] == len(reviews) == 60
     assert list(result["models"]) == ["source", "target", "baseline"]
     for stage, model in result["models"].items():

@@ -64,6 +64,17 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
     zero = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--windows", "0")
     assert zero.returncode == 2 and zero.stderr.strip() == "error: windows: must be between 1 and 32, got 0"
 
+    # Accuracy per value of a column: the bundled reviews from other sources, by source.
+    by = run_cli("eval", "--run", run_id, "--data", "core/other_sources.csv", "--by", "source", "--json")
+    assert by.returncode == 0, by.stderr
+    scored = json.loads(by.stdout)
+    groups = scored["by"]["source"]
+    assert sorted(groups) == ["airline", "app", "game", "hotel", "music", "restaurant"] and scored["n"] == 60
+    assert all(g["n"] == 10 for g in groups.values())
+    assert sum(g["accuracy"] * g["n"] for g in groups.values()) == pytest.approx(scored["accuracy"] * 60)
+    no_column = run_cli("eval", "--run", run_id, "--data", "core/other_sources.csv", "--by", "domain")
+    assert no_column.returncode == 2 and no_column.stderr.strip().startswith("error: by: column 'domain' is not in")
+
     pred = run_cli("predict", "--run", run_id, "--json", input="Great film\n\nAwful film\n")
     rows = json.loads(pred.stdout)
     assert len(rows) == 2 and all(r["label"] in ("negative", "positive") and 0.5 <= r["probability"] <= 1 for r in rows)
