@@ -91,6 +91,10 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    import dataclasses
+
+    import numpy as np
+
     from .data import load_eval_examples, load_table
     from .evaluation import Predictor, evaluate
     from .runs import RunDir
@@ -98,23 +102,24 @@ def cmd_eval(args) -> int:
     run = RunDir.find(args.run)
     fields = [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else []
     examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples)
-    groups = None
-    if args.by:
+    if args.by:  # instead of the column the data would be grouped by on its own (e.g. Amazon's domain)
         table = load_table(args.data, args.split)
         if args.by not in table.column_names:
             raise ValueError(f"by: column {args.by!r} is not in {examples.source} (columns: {', '.join(table.column_names)})")
         column = list(table[args.by])
-        groups = [column[int(i)] for i in examples.rows]
+        examples = dataclasses.replace(examples, group_field=args.by,
+                                       groups=np.asarray([str(column[int(i)]) for i in examples.rows], dtype=object))
     predictor = Predictor.from_run(str(run.path), max_length=args.max_length, truncation=args.truncation,
                                    windows=args.windows, confidence=args.confidence, batch_size=args.batch_size)
-    m = evaluate(predictor, examples, run if args.save else None, args.name, groups=groups)
+    m = evaluate(predictor, examples, run if args.save else None, args.name)
     out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"],
            "max_length": m["max_length"], "windows": m["windows"], "confidence": m["confidence"],
            "windows_read": m["windows_read"], "seconds": m["seconds"]}
     text = f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}"
-    if groups is not None:
-        out["by"] = {args.by: m["by_group"]}
-        text += "".join(f"\n  {args.by}={g}: accuracy {v['accuracy']:.4f}  n={v['n']}" for g, v in m["by_group"].items())
+    if m.get("by_group"):
+        field = m["group_field"]
+        out["by"] = {field: m["by_group"]}
+        text += "".join(f"\n  {field}={g}: accuracy {v['accuracy']:.4f}  n={v['n']}" for g, v in m["by_group"].items())
     _print(out, args.json, text)
     return 0
 
@@ -266,7 +271,8 @@ def parser() -> argparse.ArgumentParser:
                         "(1.0: read every window; default: as trained)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--by", metavar="COLUMN",
-                   help="also the accuracy per value of this column (Amazon's domain; core/other_sources.csv's source)")
+                   help="also the accuracy per value of this column (default: the data's own grouping column, if "
+                        "it has one: Amazon multi-domain's domain, core/other_sources.csv's source)")
     p.add_argument("--save", action="store_true", help="save metrics and predictions under the run's evals/")
     p.add_argument("--name", help="folder name under evals/ (with --save)")
     p.add_argument("--json", action="store_true")

@@ -25,6 +25,10 @@ TEXT_FIELD_GUESSES = (("title", "content"), ("text",), ("review",), ("content",)
 LABEL_NAMES = ("negative", "positive")
 _LABEL_WORDS = {"neg": 0, "negative": 0, "pos": 1, "positive": 1, "false": 0, "true": 1}
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+# Columns that evaluations break accuracy down by, the first one a dataset has (with at most MAX_GROUPS values):
+# Amazon multi-domain's product `domain`; core/other_sources.csv's `source`.
+GROUP_FIELDS = ("domain", "source", "category")
+MAX_GROUPS = 20
 
 
 @dataclass
@@ -35,13 +39,18 @@ class Examples:
     labels: np.ndarray
     rows: np.ndarray
     source: str  # human-readable origin, e.g. "imdb:test[:2000]"
+    # A column that sorts the rows into a few groups (Amazon's product `domain`), so that evaluations also
+    # report accuracy per group: where a model forgets, or what transfers. None when the data has none.
+    group_field: str | None = None
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> "Examples":
         idx = np.asarray(idx, dtype=int)
-        return Examples([self.texts[i] for i in idx], self.labels[idx], self.rows[idx], self.source)
+        return Examples([self.texts[i] for i in idx], self.labels[idx], self.rows[idx], self.source,
+                        self.group_field, None if self.groups is None else self.groups[idx])
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -184,7 +193,11 @@ def to_examples(table, text_fields: Sequence[str], label_field: str, source: str
     keep = np.array([bool(t) for t in texts])
     if not keep.any():
         raise ValueError(f"text_fields: every review in {source} is empty")
-    ex = Examples(texts, labels, rows, source)
+    group_field = next((c for c in GROUP_FIELDS if c in columns and c not in fields), None)
+    groups = np.asarray([str(g) for g in part[group_field]], dtype=object) if group_field else None
+    if groups is not None and len(set(groups)) > MAX_GROUPS:  # an id or a free-text column, not a grouping
+        group_field, groups = None, None
+    ex = Examples(texts, labels, rows, source, group_field, groups)
     return ex if keep.all() else ex.subset(np.flatnonzero(keep))
 
 

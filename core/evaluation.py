@@ -200,16 +200,17 @@ def eval_name(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", source).strip("-").lower() or "eval"
 
 
-def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None,
-             groups: Sequence[Any] | None = None) -> dict[str, Any]:
-    """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/;
-    with `groups` (one value per example), also the accuracy per group (`by_group`)."""
+def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None) -> dict[str, Any]:
+    """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/.
+    Where the data has a grouping column (`examples.groups`: Amazon's product domain), also the accuracy
+    per group (`group_field`, `by_group`)."""
     t0 = now()
     probs, reads = predictor.read(examples.texts)
     preds = probs.argmax(axis=1)
     metrics = classification_metrics(examples.labels, preds)
-    if groups is not None:
-        metrics["by_group"] = accuracy_by_group(preds == examples.labels, groups)
+    if examples.groups is not None:
+        metrics.update(group_field=examples.group_field,
+                       by_group=accuracy_by_group(preds == examples.labels, examples.groups))
     metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=predictor.encoder.max_length,
                    truncation=predictor.encoder.truncation, windows=predictor.windows,
                    confidence=predictor.confidence, windows_read=round(float(reads.mean()), 3) if len(reads) else 0.0,

@@ -180,7 +180,8 @@ def collect_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: fl
         dataset, _, split = str(m.get("dataset", "")).partition(":")
         rows.append({"name": name, "run_id": run.run_id, "dataset": dataset, "split": split,
                      "accuracy": round(m["accuracy"], 4), "f1": round(m["f1"], 4), "n": m["n"],
-                     "scored_as": scored_as(m), "confusion": m.get("confusion"), "predictions": m.get("predictions")})
+                     "scored_as": scored_as(m), "confusion": m.get("confusion"), "predictions": m.get("predictions"),
+                     "group_field": m.get("group_field"), "by_group": m.get("by_group")})
     status = pipe.status()
     wall = round(wall_s if wall_s is not None else float(status.get("wall_s") or 0.0), 1)
     results = {"pipeline_id": rid, "rows": rows, "wall_s": wall, "created_at": now()}
@@ -226,8 +227,26 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r.get('scored_as', '')} "
                      f"| {r['accuracy']:.4f} | {r['f1']:.4f} "
                      f"| {r['n']} | {d_zs} | {d_bl} |")
+    by_group = forgetting_by_group(results["rows"])
+    if by_group:
+        field = by_group[0]["field"]
+        lines += ["", f"Source accuracy by {field}, before and after target training:", "",
+                  f"| {field} | n | before | after | change (points) |", "|---|---|---|---|---|"]
+        lines += [f"| {g['group']} | {g['n']} | {g['before']:.4f} | {g['after']:.4f} | {g['change']} |" for g in by_group]
     lines += ["", f"Wall time: {results['wall_s']:.0f} s"]
     return "\n".join(lines) + "\n"
+
+
+def forgetting_by_group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where the source data has groups (Amazon's product domains): each group's source accuracy before and
+    after target training, so forgetting (or gain) shows where it happens. Empty where there are none."""
+    by = {r["name"]: r for r in rows}
+    before, after = by.get("source") or {}, by.get("source_after_target") or {}
+    if not (before.get("by_group") and after.get("by_group")) or before.get("group_field") != after.get("group_field"):
+        return []
+    return [{"field": before["group_field"], "group": g, "n": b["n"], "before": b["accuracy"],
+             "after": after["by_group"][g]["accuracy"], "change": points(after["by_group"][g]["accuracy"] - b["accuracy"])}
+            for g, b in before["by_group"].items() if g in after["by_group"]]
 
 
 def load_results(pipe: RunDir) -> dict[str, Any] | None:
@@ -258,13 +277,12 @@ def other_sources_scores(pipe: RunDir, predictor_for=Predictor.from_run, path: s
     accuracy overall and per source, and the reviews it got wrong. `predictor_for(run_id)` loads a
     model (the app passes its cached loader)."""
     import numpy as np
-    import pandas as pd
 
     from .data import LABEL_NAMES, load_eval_examples
     from .evaluation import accuracy_by_group
 
     examples = load_eval_examples(str(path), text_fields=["text"], label_field="label")
-    sources = pd.read_csv(path)["source"].to_numpy()[examples.rows]
+    sources = examples.groups  # its `source` column
     out = []
     for stage, role in STAGE_ROLES.items():
         run = RunDir.for_id(f"{pipe.run_id}.{stage}")

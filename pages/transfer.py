@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.pipeline import (ROW_TITLES, collect_results, flipped_predictions, load_results, other_sources_scores, points,
-                           row_gaps)
+from core.pipeline import (ROW_TITLES, collect_results, flipped_predictions, forgetting_by_group, load_results,
+                           other_sources_scores, points, row_gaps)
 from core.runs import RunDir
 from pages.common import confusion_figure, predictor_for, run_label, runs_table, show_error, through_router
 
@@ -56,6 +56,14 @@ if src and after:
     notes.append(f"Source accuracy moved by {in_points(change)} after target training ({verdict}).")
 st.markdown(" ".join(notes))
 st.caption(f"Wall time: {results['wall_s']:.0f} s")
+
+by_group = forgetting_by_group(results["rows"])
+if by_group:
+    field = by_group[0]["field"]
+    st.subheader(f"Source accuracy by {field}, before and after target training")
+    st.dataframe(pd.DataFrame(by_group).drop(columns="field").rename(
+        columns={"group": field, "change": "change (points)"}), hide_index=True, width="stretch",
+        column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("before", "after")})
 
 st.subheader("Confusion matrices")
 with_cm = [r for r in results["rows"] if r.get("confusion")]

@@ -101,11 +101,18 @@ def test_train_form_carries_the_presets_target_scoring_and_checks_it():
 
 @pytest.fixture
 def finished_pipeline(tmp_path, reviews_dir, tiny_model):
-    """A completed pipeline whose target stage reads reviews differently from its source stage."""
+    """A completed pipeline whose target stage reads reviews differently from its source stage, and whose
+    source reviews come from two product domains, as Amazon multi-domain's do."""
+    import pandas as pd
+
     from conftest import tiny_pipeline
     from core.jobs import create_run
     from core.pipeline import run_pipeline
 
+    for split in ("train", "test"):
+        frame = pd.read_parquet(reviews_dir / f"{split}.parquet")
+        frame["domain"] = ["books" if (i // 2) % 2 else "kitchen" for i in range(len(frame))]
+        frame.to_parquet(reviews_dir / f"{split}.parquet")
     pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model, eval_max_length=16, eval_windows=2, eval_confidence=0.9)
     pipe = create_run("pipeline", pcfg)
     assert run_pipeline(pcfg, pipe)["state"] == "completed"
@@ -146,6 +153,13 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipe
     assert list(table["vs baseline (points)"]) == ["", "", finetuned["vs baseline (points)"], "", ""]
     notes = " ".join(str(m.value) for m in at.markdown)
     assert "points" in notes and "%" not in notes.split("Fine-tuning on the target", 1)[1]
+    # Forgetting per product domain, in points too.
+    assert "Source accuracy by domain, before and after target training" in [h.value for h in at.subheader]
+    domains = at.dataframe[1].value
+    assert list(domains.columns) == ["domain", "n", "before", "after", "change (points)"]
+    assert list(domains["domain"]) == ["books", "kitchen"] and domains["n"].sum() == 16
+    first = domains.iloc[0]
+    assert first["change (points)"] == f"{(first['after'] - first['before']) * 100:+.2f}"
 
 
 def test_transfer_page_scores_the_models_on_reviews_from_other_sources(finished_pipeline):

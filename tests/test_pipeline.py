@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from conftest import tiny_pipeline
 from core.pipeline import ROW_NAMES, run_pipeline
 from core.runs import RunDir
@@ -45,3 +47,33 @@ def test_a_row_says_how_its_reviews_were_read():
     assert scored_as({"max_length": 112, "truncation": "head_tail", "windows": 2, "confidence": 0.9,
                       "windows_read": 1.6234}) == "112 tokens x up to 2 windows, stop at p 0.9 (1.62 read per review)"
     assert scored_as({}) == ""  # metrics written before scoring was recorded
+
+
+def test_source_accuracy_is_also_reported_per_domain_before_and_after_target_training(tmp_path, tiny_model):
+    """Amazon multi-domain's `domain` column: the source rows break down by domain, so forgetting shows where."""
+    from conftest import review_frame
+    from core.pipeline import forgetting_by_group
+
+    source = tmp_path / "amazon-like"
+    source.mkdir()
+    for split, n in (("train", 48), ("test", 16)):
+        frame = review_frame(n)
+        frame["domain"] = ["books" if (i // 2) % 2 else "kitchen" for i in range(n)]  # both labels in each
+        frame.to_parquet(source / f"{split}.parquet")
+    pipe = RunDir.for_id("p3")
+    pcfg = tiny_pipeline(tmp_path, source, tiny_model)
+    pcfg.baseline = False  # not needed here
+    assert run_pipeline(pcfg, pipe)["state"] == "completed"
+    results = json.loads((pipe.path / "results.json").read_text())
+    by = {r["name"]: r for r in results["rows"]}
+    for name in ("source", "source_after_target"):
+        groups = by[name]["by_group"]
+        assert by[name]["group_field"] == "domain" and sorted(groups) == ["books", "kitchen"]
+        assert sum(g["n"] for g in groups.values()) == by[name]["n"] == 16
+        assert sum(g["accuracy"] * g["n"] for g in groups.values()) / 16 == pytest.approx(by[name]["accuracy"], abs=1e-3)
+    assert by["target_zero_shot"]["by_group"] is None  # the IMDB-like target has no such column
+    table = forgetting_by_group(results["rows"])
+    assert [g["group"] for g in table] == ["books", "kitchen"]
+    books = table[0]
+    assert books["change"] == f"{(books['after'] - books['before']) * 100:+.2f}"
+    assert "Source accuracy by domain, before and after target training" in (pipe.path / "results.md").read_text()
