@@ -27,6 +27,8 @@ from accuracy import fit_tfidf  # noqa: E402
 
 def main() -> int:
     from core.config import PipelineConfig
+    from core.data import load_eval_examples
+    from core.evaluation import accuracy_by_group
     from core.pipeline import OTHER_SOURCES, other_sources_scores
     from core.runs import RunDir, read_json
 
@@ -36,21 +38,18 @@ def main() -> int:
     ap.add_argument("--no-tfidf", action="store_true")
     args = ap.parse_args()
 
-    import pandas as pd
-
     pipe = RunDir.find(args.pipeline)
     models = other_sources_scores(pipe, path=args.data)
     out = {"pipeline": pipe.run_id, "data": str(args.data), "n": models[0]["n"] if models else 0,
            "models": {m.pop("stage"): m for m in models}}
     if not args.no_tfidf:  # trained on the rows the source and target stages trained on
         pcfg = PipelineConfig.from_dict(read_json(pipe.path / "config.json"))
-        reviews = pd.read_csv(args.data)
-        labels = (reviews["label"] == "positive").to_numpy()
+        reviews = load_eval_examples(str(args.data), text_fields=["text"], label_field="label")
         out["tfidf"] = {}
         for name, cfg in (("source", pcfg.source), ("target", pcfg.target)):
-            right = fit_tfidf(cfg)(reviews["text"].tolist()) == labels
+            right = fit_tfidf(cfg)(reviews.texts) == reviews.labels
             out["tfidf"][name] = {"accuracy": round(float(right.mean()), 4),
-                                  "by_source": reviews.assign(right=right).groupby("source")["right"].mean().round(2).to_dict()}
+                                  "by_source": {s: g["accuracy"] for s, g in accuracy_by_group(right, reviews.groups).items()}}
     print(json.dumps(out, indent=2))
     return 0
 

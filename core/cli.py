@@ -91,24 +91,13 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import dataclasses
-
-    import numpy as np
-
-    from .data import load_eval_examples, load_table
+    from .data import load_eval_examples
     from .evaluation import Predictor, evaluate
     from .runs import RunDir
 
     run = RunDir.find(args.run)
     fields = [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else []
-    examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples)
-    if args.by:  # instead of the column the data would be grouped by on its own (e.g. Amazon's domain)
-        table = load_table(args.data, args.split)
-        if args.by not in table.column_names:
-            raise ValueError(f"by: column {args.by!r} is not in {examples.source} (columns: {', '.join(table.column_names)})")
-        column = list(table[args.by])
-        examples = dataclasses.replace(examples, group_field=args.by,
-                                       groups=np.asarray([str(column[int(i)]) for i in examples.rows], dtype=object))
+    examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples, by=args.by)
     predictor = Predictor.from_run(str(run.path), max_length=args.max_length, truncation=args.truncation,
                                    windows=args.windows, confidence=args.confidence, batch_size=args.batch_size)
     m = evaluate(predictor, examples, run if args.save else None, args.name)

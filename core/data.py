@@ -176,9 +176,12 @@ def join_fields(parts: Sequence[str]) -> str:
 
 
 def to_examples(table, text_fields: Sequence[str], label_field: str, source: str,
-                rows: Sequence[int] | None = None, require_labels: bool = True) -> Examples:
-    """Select `rows` of a datasets table, check its columns, build text and map labels."""
+                rows: Sequence[int] | None = None, require_labels: bool = True, by: str | None = None) -> Examples:
+    """Select `rows` of a datasets table, check its columns, build text and map labels; group the rows by
+    the column `by`, or by default by the first of GROUP_FIELDS the table has."""
     columns = list(table.column_names)
+    if by is not None and by not in columns:
+        raise ValueError(f"by: column {by!r} is not in {source} (columns: {', '.join(columns)})")
     fields = list(text_fields) or guess_text_fields(columns)
     for name in fields:
         if name not in columns:
@@ -193,9 +196,9 @@ def to_examples(table, text_fields: Sequence[str], label_field: str, source: str
     keep = np.array([bool(t) for t in texts])
     if not keep.any():
         raise ValueError(f"text_fields: every review in {source} is empty")
-    group_field = next((c for c in GROUP_FIELDS if c in columns and c not in fields), None)
+    group_field = by or next((c for c in GROUP_FIELDS if c in columns and c not in fields), None)
     groups = np.asarray([str(g) for g in part[group_field]], dtype=object) if group_field else None
-    if groups is not None and len(set(groups)) > MAX_GROUPS:  # an id or a free-text column, not a grouping
+    if by is None and groups is not None and len(set(groups)) > MAX_GROUPS:  # an id or free text, not a grouping
         group_field, groups = None, None
     ex = Examples(texts, labels, rows, source, group_field, groups)
     return ex if keep.all() else ex.subset(np.flatnonzero(keep))
@@ -265,8 +268,9 @@ def load_test_split(cfg) -> Examples | None:
 
 def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[str] = (), label_field: str = "label",
                        max_samples: int | None = None, dataset_config: str | None = None,
-                       missing_ok: bool = False) -> Examples | None:
-    """The first `max_samples` rows of a split (a fixed sample, comparable across runs)."""
+                       missing_ok: bool = False, by: str | None = None) -> Examples | None:
+    """The first `max_samples` rows of a split (a fixed sample, comparable across runs), grouped by the
+    column `by` (default: the table's own grouping column, if any; see `to_examples`)."""
     try:
         table = load_table(dataset, split, dataset_config)
     except ValueError as exc:
@@ -275,7 +279,7 @@ def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[
         raise
     rows = np.arange(min(len(table), max_samples) if max_samples else len(table))
     suffix = f"[:{max_samples}]" if max_samples and max_samples < len(table) else ""
-    return to_examples(table, text_fields, label_field, f"{Path(dataset).name}:{split}{suffix}", rows)
+    return to_examples(table, text_fields, label_field, f"{Path(dataset).name}:{split}{suffix}", rows, by=by)
 
 
 # ---------------------------------------------------------------------------------------
