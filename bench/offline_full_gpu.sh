@@ -63,9 +63,9 @@ timeout "$left" "$py" bench/accuracy.py --preset offline-full --no-tfidf --keep 
 wait
 for f in full_all full_2000; do
   [ -s "$out/$f.json" ] && continue
-  # cut short or failed: what the stages that finished recorded (each pipeline's status.json)
+  # cut short or failed: the pipeline's results.json if it got that far, else what its stages recorded
   { echo "== $f did not finish:"; tail -5 "/tmp/$f.err"
-    cat /tmp/$f/runs/*/status.json 2>/dev/null | "$py" -c 'import sys; print(sys.stdin.read()[:4000])'; } >>"$log"
+    cat /tmp/$f/runs/*/results.json 2>/dev/null || cat /tmp/$f/runs/*/status.json 2>/dev/null | head -c 4000; } >>"$log"
 done
 echo "pipelines: $(($(date +%s) - t1)) s" >>"$log"
 cat "$log"

@@ -31,3 +31,28 @@ def test_other_sources_scores_each_model_of_a_pipeline(tmp_path, reviews_dir, ti
         assert len(model["wrong"]) == round((1 - model["accuracy"]) * 60)
         assert all(w["text"] in set(reviews["text"]) for w in model["wrong"])
     assert set(result["tfidf"]) == {"source", "target"}
+
+
+def test_source_sweep_trains_a_variant_and_scores_held_out_target_rows(tmp_path, reviews_dir, tiny_model):
+    """bench/source_sweep.py: the preset's source stage with this variant's settings, scored on target *train*
+    rows (never the test split the pipeline's zero-shot row reads), with 1 and N windows."""
+    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model)
+    sets = [f"model={tiny_model}", f"dataset={reviews_dir}", "text_fields=title,content", "max_train_samples=32",
+            "validation_size=8", "max_eval_samples=16", "max_length=32", "eval_max_length=32", "batch_size=8",
+            "head_fraction=0.25", "learning_rate=1e-3", "seed=3",
+            f"target.model={tiny_model}", f"target.dataset={pcfg.target.dataset}", "target.text_fields=text",
+            "target.max_length=16", "target.eval_windows=1"]
+    cmd = [sys.executable, "bench/source_sweep.py", "--preset", "offline-quick", "--rows", "30:40", "--windows", "3",
+           "--home", str(tmp_path / "sweep")]
+    for s in sets:
+        cmd += ["--set", s]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["state"] == "completed" and result["overrides"] == sets
+    assert result["held_out"] == "target:train[30:40]" and result["n"] == 10
+    assert {"held_out_w1", "held_out_w3"} <= set(result)
+    assert all(0 <= result[k] <= 1 for k in ("held_out_w1", "held_out_w3", "source_test"))
+    # the variant reached the run the sweep trained: its config.json has the seed and the source data
+    config = json.loads((tmp_path / "sweep" / "runs" / "source" / "config.json").read_text())
+    assert config["seed"] == 3 and config["dataset"] == str(reviews_dir) and config["epochs"] == 1.0
