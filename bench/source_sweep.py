@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -31,14 +32,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="offline-full")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                    help="a source-stage field over the preset (repeatable)")
+                    help="over the preset: FIELD=V for the source stage, target.FIELD=V for the target rows' reading")
     ap.add_argument("--rows", default="20000:24884", help="a:b, rows of the target's train split to score")
     ap.add_argument("--windows", type=int, default=2, help="also score with up to N windows (1 is always scored)")
     ap.add_argument("--home", help="artifacts folder for the run (default: a temporary one)")
     args = ap.parse_args()
 
-    import os
-
+    # before core is imported: core.runs reads it for the artifacts folder
     os.environ["SENTIMENT_LAB_HOME"] = args.home or tempfile.mkdtemp(prefix="sweep-lab-")
     from core.config import load_preset
     from core.data import load_table, to_examples
@@ -46,7 +46,14 @@ def main() -> int:
     from core.runs import RunDir
     from core.training import train_run
 
-    pcfg = load_preset(args.preset).with_overrides(dict(s.split("=", 1) for s in args.sets))
+    try:
+        bad = [s for s in args.sets if "=" not in s]
+        if bad:
+            raise ValueError(f"--set: expected FIELD=VALUE, got {bad[0]!r}")
+        pcfg = load_preset(args.preset).with_overrides(dict(s.split("=", 1) for s in args.sets))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     src, tgt = pcfg.source, pcfg.target
     run = RunDir.for_id("source")
     t0 = time.time()

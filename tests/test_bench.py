@@ -56,3 +56,13 @@ def test_source_sweep_trains_a_variant_and_scores_held_out_target_rows(tmp_path,
     # the variant reached the run the sweep trained: its config.json has the seed and the source data
     config = json.loads((tmp_path / "sweep" / "runs" / "source" / "config.json").read_text())
     assert config["seed"] == 3 and config["dataset"] == str(reviews_dir) and config["epochs"] == 1.0
+
+
+@pytest.mark.parametrize("bad, message", [("learning_rate=-1", "learning_rate: must be > 0"),
+                                          ("epochs", "--set: expected FIELD=VALUE")])
+def test_source_sweep_refuses_a_bad_setting_in_one_line(bad, message):
+    out = subprocess.run([sys.executable, "bench/source_sweep.py", "--set", bad], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
