@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,17 +39,15 @@ def main() -> int:
 
     # before core is imported: core.runs reads it for the artifacts folder
     os.environ["SENTIMENT_LAB_HOME"] = args.home or tempfile.mkdtemp(prefix="sweep-lab-")
+    from core.cli import parse_assignments
     from core.config import load_preset
-    from core.data import load_table, to_examples
+    from core.data import load_eval_examples
     from core.evaluation import Predictor
     from core.runs import RunDir
     from core.training import train_run
 
     try:
-        bad = [s for s in args.sets if "=" not in s]
-        if bad:
-            raise ValueError(f"--set: expected FIELD=VALUE, got {bad[0]!r}")
-        pcfg = load_preset(args.preset).with_overrides(dict(s.split("=", 1) for s in args.sets))
+        pcfg = load_preset(args.preset).with_overrides(parse_assignments(args.sets))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -61,20 +58,17 @@ def main() -> int:
     train_s = time.time() - t0
 
     a, b = (int(x) for x in args.rows.split(":"))
-    table = load_table(tgt.dataset, tgt.train_split)
-    rows = np.arange(a, min(b, len(table)))
-    held_out = to_examples(table, tgt.text_fields, tgt.label_field,
-                           f"{Path(tgt.dataset).name}:{tgt.train_split}[{a}:{b}]", rows)
+    held_out = load_eval_examples(tgt.dataset, tgt.train_split, tgt.text_fields, tgt.label_field, rows=(a, b))
     out = {"preset": args.preset, "overrides": args.sets, "state": status.get("state"),
            "source_test": (status.get("metrics") or {}).get("test_accuracy"),
            "val_accuracy": (status.get("metrics") or {}).get("val_accuracy"),
            "train_and_test_s": round(train_s, 1), "held_out": held_out.source, "n": len(held_out)}
+    # one model load; each window count is the same model reading the rows another way
+    predictor = Predictor.from_run(run.run_id, max_length=tgt.inference_max_length, truncation=tgt.truncation,
+                                   head_fraction=tgt.head_fraction, confidence=1.0, batch_size=tgt.eval_batch_size)
     for windows in sorted({1, args.windows}):
-        predictor = Predictor.from_run(run.run_id, max_length=tgt.inference_max_length, truncation=tgt.truncation,
-                                       head_fraction=tgt.head_fraction, windows=windows, confidence=1.0,
-                                       batch_size=tgt.eval_batch_size)
         t1 = time.time()
-        probs, _ = predictor.read(list(held_out.texts))
+        probs, _ = predictor.reading_as(windows=windows).read(list(held_out.texts))
         out[f"held_out_w{windows}"] = round(float((probs.argmax(1) == held_out.labels).mean()), 4)
         out[f"score_w{windows}_s"] = round(time.time() - t1, 1)
     print(json.dumps(out), flush=True)

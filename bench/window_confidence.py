@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.data import load_table, to_examples  # noqa: E402
+from core.data import load_eval_examples  # noqa: E402
 from core.evaluation import Predictor, read_windows  # noqa: E402
 
 
@@ -41,9 +41,7 @@ def main() -> None:
     args = ap.parse_args()
 
     a, b = (int(x) for x in args.rows.split(":"))
-    table = load_table(args.data, args.split)
-    examples = to_examples(table, args.text_fields.split(","), "label", f"{Path(args.data).name}:{args.split}[{a}:{b}]",
-                           np.arange(a, min(b, len(table))))
+    examples = load_eval_examples(args.data, args.split, args.text_fields.split(","), "label", rows=(a, b))
     predictor = Predictor.from_run(args.run, max_length=args.max_length, windows=args.windows, confidence=1.0)
     t0 = time.time()
     ids, owner = predictor.encoder.windows(list(examples.texts), args.windows)

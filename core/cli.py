@@ -26,7 +26,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _assignments(sets: list[str]) -> dict[str, str]:
+def parse_assignments(sets: list[str]) -> dict[str, str]:
+    """`--set FIELD=VALUE` items -> {FIELD: VALUE}, or a ValueError naming the malformed one."""
     out = {}
     for item in sets:
         key, sep, value = item.partition("=")
@@ -41,11 +42,11 @@ def build_pipeline_config(args) -> PipelineConfig:
     if args.config:
         loaded = load_config_file(args.config)
         base = loaded if isinstance(loaded, PipelineConfig) else PipelineConfig(source=loaded, target=base.target)
-    return base.with_overrides(_assignments(args.sets))
+    return base.with_overrides(parse_assignments(args.sets))
 
 
 def build_run_config(args) -> RunConfig:
-    sets = _assignments(args.sets)
+    sets = parse_assignments(args.sets)
     bad = [k for k in sets if k.startswith("target.")]
     if bad:
         raise ValueError(f"{bad[0]}: target.* fields are for pipelines; train takes plain FIELD=VALUE")

@@ -268,18 +268,22 @@ def load_test_split(cfg) -> Examples | None:
 
 def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[str] = (), label_field: str = "label",
                        max_samples: int | None = None, dataset_config: str | None = None,
-                       missing_ok: bool = False, by: str | None = None) -> Examples | None:
-    """The first `max_samples` rows of a split (a fixed sample, comparable across runs), grouped by the
-    column `by` (default: the table's own grouping column, if any; see `to_examples`)."""
+                       missing_ok: bool = False, by: str | None = None,
+                       rows: tuple[int, int] | None = None) -> Examples | None:
+    """The first `max_samples` rows of a split, or its rows a:b (`rows`): a fixed sample, comparable across
+    runs; grouped by the column `by` (default: the table's own grouping column, if any; see `to_examples`)."""
     try:
         table = load_table(dataset, split, dataset_config)
     except ValueError as exc:
         if missing_ok and "no '" in str(exc):
             return None
         raise
-    rows = np.arange(min(len(table), max_samples) if max_samples else len(table))
-    suffix = f"[:{max_samples}]" if max_samples and max_samples < len(table) else ""
-    return to_examples(table, text_fields, label_field, f"{Path(dataset).name}:{split}{suffix}", rows, by=by)
+    if rows is not None:
+        picked, suffix = np.arange(rows[0], min(rows[1], len(table))), f"[{rows[0]}:{rows[1]}]"
+    else:
+        picked = np.arange(min(len(table), max_samples) if max_samples else len(table))
+        suffix = f"[:{max_samples}]" if max_samples and max_samples < len(table) else ""
+    return to_examples(table, text_fields, label_field, f"{Path(dataset).name}:{split}{suffix}", picked, by=by)
 
 
 # ---------------------------------------------------------------------------------------
