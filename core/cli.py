@@ -104,8 +104,10 @@ def cmd_eval(args) -> int:
     m = evaluate(predictor, examples, run if args.save else None, args.name)
     out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"],
            "max_length": m["max_length"], "windows": m["windows"], "confidence": m["confidence"],
-           "windows_read": m["windows_read"], "seconds": m["seconds"]}
+           "windows_read": m["windows_read"], "seconds": m["seconds"], "skipped_empty": m["skipped_empty"]}
     text = f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}"
+    if examples.skipped_note():
+        print(f"note: {examples.skipped_note()}", file=sys.stderr)  # stderr: --json's stdout stays one object
     if m.get("by_group"):
         field = m["group_field"]
         out["by"] = {field: m["by_group"]}

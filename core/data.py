@@ -12,7 +12,7 @@ import math
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,6 +43,9 @@ class Examples:
     # report accuracy per group: where a model forgets, or what transfers. None when the data has none.
     group_field: str | None = None
     groups: np.ndarray | None = None
+    # Source rows left out because their review text is empty or whitespace only: nothing to score or learn
+    # from, but a user scoring a file must be told, or predictions silently stop lining up with its rows.
+    skipped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -61,6 +64,18 @@ class Examples:
 
     def label_counts(self) -> dict[str, int]:
         return {name: int((self.labels == i).sum()) for i, name in enumerate(LABEL_NAMES)}
+
+    def skipped_note(self) -> str:
+        return skipped_note(self.skipped, self.source)
+
+
+def skipped_note(rows: Sequence[int], where: str, limit: int = 10) -> str:
+    """`2 empty reviews skipped in imdb:test (rows 3, 17)`, or "" when none was. Rows count from 0."""
+    n = len(rows)
+    if not n:
+        return ""
+    shown = ", ".join(str(int(r)) for r in rows[:limit]) + (", ..." if n > limit else "")
+    return f"{n} empty review{'s' if n > 1 else ''} skipped in {where} (row{'s' if n > 1 else ''} {shown})"
 
 
 @dataclass
@@ -201,7 +216,11 @@ def to_examples(table, text_fields: Sequence[str], label_field: str, source: str
     if by is None and groups is not None and len(set(groups)) > MAX_GROUPS:  # an id or free text, not a grouping
         group_field, groups = None, None
     ex = Examples(texts, labels, rows, source, group_field, groups)
-    return ex if keep.all() else ex.subset(np.flatnonzero(keep))
+    if keep.all():
+        return ex
+    ex = ex.subset(np.flatnonzero(keep))
+    ex.skipped = rows[~keep]
+    return ex
 
 
 def load_splits(cfg) -> Splits:
@@ -402,8 +421,16 @@ def tokenize_cached(examples: Examples, encoder: Encoder, cache_root: Path | Non
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of the message that says what is wrong. `datasets` wraps a parser's error in a
+    generic "An error occurred while generating the dataset"; the parser's own line (`EOF inside string
+    starting at row 1`) is the one a user can act on."""
+    while isinstance(exc.__cause__, BaseException) and str(exc).startswith(_GENERIC_ERRORS):
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+_GENERIC_ERRORS = ("An error occurred while generating the dataset",)
 
 
 def _num(x: float) -> Any:
@@ -438,6 +465,18 @@ def read_table_bytes(name: str, data: bytes):
     if not text_columns(frame):
         raise ValueError(f"file: {name} has no text column (columns: {', '.join(map(str, frame.columns))})")
     return frame
+
+
+def check_training_table(frame, text_fields: Sequence[str], label_field: str, name: str) -> str:
+    """Refuse, before anything is launched, an uploaded table the worker could not train on (no text column
+    chosen, labels it cannot map); return a note on the rows it would skip as empty ("" when none)."""
+    if not text_fields:
+        raise ValueError("text_fields: choose at least one text column")
+    if label_field in text_fields:
+        raise ValueError(f"label_field: {label_field!r} is also chosen as a text column")
+    map_labels(frame[label_field].tolist())
+    texts = [join_fields([clean_text(v) for v in row]) for row in frame[list(text_fields)].itertuples(index=False)]
+    return skipped_note([i for i, t in enumerate(texts) if not t], name)
 
 
 def text_columns(frame) -> list[str]:

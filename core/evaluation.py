@@ -214,7 +214,8 @@ def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None
     metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=predictor.encoder.max_length,
                    truncation=predictor.encoder.truncation, windows=predictor.windows,
                    confidence=predictor.confidence, windows_read=round(float(reads.mean()), 3) if len(reads) else 0.0,
-                   model=predictor.name)
+                   model=predictor.name, skipped_empty=len(examples.skipped),
+                   skipped_rows=[int(r) for r in examples.skipped[:100]])
     if run is not None:
         folder = run.evals_dir / (name or eval_name(examples.source))
         folder.mkdir(parents=True, exist_ok=True)

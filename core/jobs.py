@@ -73,8 +73,13 @@ def _connect() -> sqlite3.Connection:
 
 def _row_for(run: RunDir) -> dict[str, Any] | None:
     config = read_json(run.config_path)
+    damaged = None
     if not isinstance(config, dict):
-        return None  # a folder without a readable config is not (yet) a run
+        if not run.config_path.exists() and not any(run.path.iterdir()):
+            return None  # created a moment ago: config.json is the first file a launch writes
+        # config.json is written first and atomically, so this folder was damaged afterwards: list it, so it
+        # can be seen and deleted, but never as a run that worked.
+        config, damaged = {}, "config.json is missing or not valid JSON: a damaged run folder, left as it is"
     status = run.status()
     pipeline = config.get("kind") == "pipeline"
     source = config.get("source") if pipeline else config
@@ -89,10 +94,10 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
         mtime = 0.0
     return {"id": run.run_id, "kind": config.get("kind", "train"), "parent": config.get("parent"),
             "name": config.get("name") or "", "model": source.get("model"), "dataset": dataset,
-            "state": status.get("state") or "failed", "created_at": status.get("created_at"),
+            "state": "failed" if damaged else status.get("state") or "failed", "created_at": status.get("created_at"),
             "started_at": status.get("started_at"), "ended_at": status.get("ended_at"), "step": status.get("step"),
             "total_steps": status.get("total_steps"), "metrics": json.dumps(status.get("metrics") or {}),
-            "error": status.get("error") if status else "status.json is missing or unreadable (half-written folder)",
+            "error": damaged or (status.get("error") if status else "status.json is missing or unreadable (half-written folder)"),
             "status_mtime": mtime}
 
 
@@ -375,7 +380,9 @@ def resume(run_id: str) -> RunDir:
     """Queue a stopped, interrupted or failed run again; it continues from its last checkpoint."""
     reconcile()
     run = RunDir.find(run_id)
-    config = read_json(run.config_path, {}) or {}
+    config = read_json(run.config_path)
+    if not isinstance(config, dict):
+        raise ValueError(f"run: {run.run_id} cannot resume: its config.json is missing or not valid JSON")
     if config.get("parent"):
         raise ValueError(f"run: {run.run_id} is a stage of pipeline {config['parent']}; resume the pipeline")
     state = run.status().get("state")

@@ -138,6 +138,8 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
         pipe.update_status(phase=f"evaluating {run.run_id} on {test.source}")
         m = evaluate(predictor, test, run, name=key)
         pipe.log(f"{key}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']} ({m['seconds']:.0f}s)")
+        if test.skipped_note():
+            pipe.log(test.skipped_note())
         return {"run_id": run.run_id, "accuracy": m["accuracy"]}
     return step
 

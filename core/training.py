@@ -205,6 +205,9 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
     splits = load_splits(cfg)
     run.log(f"data: train {len(splits.train)} {splits.train.label_counts()}, validation {len(splits.validation)}, "
             f"test {len(splits.test) if splits.test else 0} ({splits.test.source if splits.test else 'none'})")
+    for part in (splits.train, splits.validation, splits.test):
+        if part is not None and part.skipped_note():
+            run.log(part.skipped_note())
     source = model_source(cfg)
     tokenizer = load_tokenizer(source)
     # Seed before the model exists: a new classification head is drawn at load time, and the

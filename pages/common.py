@@ -130,7 +130,9 @@ def curve_figure(frames: dict[str, pd.DataFrame], column: str, title: str, x: st
         if frame.empty or column not in frame or x not in frame:
             continue
         part = frame[frame[column].notna()]
-        fig.add_trace(go.Scatter(x=part[x], y=part[column], name=name, mode="lines+markers" if markers else "lines"))
+        # A line needs two points: a run's first logged step is drawn as a marker, not as nothing.
+        mode = "lines+markers" if markers or len(part) == 1 else "lines"
+        fig.add_trace(go.Scatter(x=part[x], y=part[column], name=name, mode=mode))
     fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x,
                       legend=dict(orientation="h", y=-0.3), showlegend=len(frames) > 1)
     if not fig.data:  # say so, rather than draw empty axes (validation curves wait for the first evaluation)

@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from core import jobs
-from core.runs import ACTIVE_STATES, RunDir
+from core.runs import ACTIVE_STATES, RunDir, read_json
 from pages.common import (CHARTS, REFRESH_S, curve_figure, metrics_frame, run_label, runs_frame, runs_table,
                           show_error, through_router)
 
@@ -43,7 +43,9 @@ def actions(run_id: str) -> None:
         if state == "queued" and cols[0].button("🚫 Cancel", key=f"cancel_{run_id}"):
             jobs.stop(run_id)
             st.rerun()
-        if state in ("stopped", "interrupted", "failed") and not is_stage and cols[1].button("▶ Resume", key=f"resume_{run_id}"):
+        damaged = not isinstance(read_json(RunDir.for_id(run_id).config_path), dict)
+        if state in ("stopped", "interrupted", "failed") and not is_stage and not damaged and cols[1].button(
+                "▶ Resume", key=f"resume_{run_id}"):
             jobs.resume(run_id)
             st.rerun()
         if state not in ("running", "stopping") and not is_stage:
@@ -73,9 +75,10 @@ def details(run_id: str) -> None:
     run = RunDir.for_id(run_id)
     status = run.status()
     state = status.get("state", "?")
-    st.markdown(f"#### {run_label(by_id.get(run_id, {'id': run_id, 'state': state}))}")
-    if status.get("error"):
-        st.error(status["error"])
+    row = by_id.get(run_id, {"id": run_id, "state": state})
+    st.markdown(f"#### {run_label(row)}")
+    if status.get("error") or row.get("error"):  # the index says why a damaged folder is listed as failed
+        st.error(status.get("error") or row["error"])
     progress(status, state)
     stage = status.get("stage")
     if stage and state in ACTIVE_STATES:  # a pipeline: the progress of the stage it is in
@@ -92,7 +95,11 @@ def details(run_id: str) -> None:
     if status.get("metrics"):
         st.json(status["metrics"], expanded=False)
     with st.expander("Config"):
-        st.code(json.dumps(run.config() if run.config_path.exists() else {}, indent=2), language="json")
+        raw = run.config_path.read_text(errors="replace") if run.config_path.exists() else ""
+        try:
+            st.code(json.dumps(json.loads(raw), indent=2), language="json")
+        except ValueError:  # a damaged config.json is shown as it is
+            st.code(raw or "(no config.json)")
     with st.expander("Log (last 40 lines)"):
         lines = run.log_path.read_text(errors="replace").splitlines()[-40:] if run.log_path.exists() else []
         st.code("\n".join(lines) or "(empty)")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import jobs
 from core.config import MODEL_PRESETS, PRESETS, SCHEDULERS, TRUNCATIONS, PRECISIONS, RunConfig, load_preset
-from core.data import read_table_bytes, save_upload
+from core.data import check_training_table, read_table_bytes, save_upload
 from pages.common import show_error, through_router
 
 through_router(__file__)
@@ -61,6 +61,9 @@ if source_kind == "Upload a file":
             counts = frame[upload_label].value_counts().rename_axis("label").reset_index(name="rows")
             st.caption("Label counts")
             st.dataframe(counts, hide_index=True)
+            skipped = check_training_table(frame, upload_fields, upload_label, upload.name)
+            if skipped:
+                st.caption(f"{skipped}: training leaves them out (rows count from 0).")
             upload_path = save_upload(upload.name, upload.getvalue())
         except ValueError as exc:
             show_error(exc)
@@ -145,6 +148,11 @@ with st.form("train_form"):
     field_error("head_fraction")
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 
+if submitted and source_kind == "Upload a file" and upload_path is None:
+    # Never fall back to the preset's dataset when the user meant to train on a file.
+    st.session_state["train_errors"] = {"dataset": "dataset: upload a file the worker can read above (or choose "
+                                                   "'Preset / Hub / local path')"}
+    st.rerun()
 if submitted:
     values = dict(
         model=custom_model.strip() or model,  # a typed id or folder wins over the list

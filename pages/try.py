@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core.data import read_table_bytes, text_columns
+from core.data import read_table_bytes, skipped_note, text_columns
 from core.evaluation import check_review, saved_reading, scoring_label
 from core.pipeline import STAGE_ROLES, load_results
 from core.runs import RunDir
@@ -91,21 +91,29 @@ st.divider()
 st.subheader("Batch")
 mode = st.radio("Input", ["Paste lines", "Upload a file"], horizontal=True, key="batch_mode")
 texts: list[str] = []
+rows: list[int] = []  # each review's line (from 1) or file row (from 0), so the predictions line up with them
 if mode == "Paste lines":
     pasted = st.text_area("One review per line", key="batch_text", height=120)
-    texts = [line.strip() for line in pasted.splitlines() if line.strip()]
+    lines = pasted.splitlines()
+    rows = [i + 1 for i, line in enumerate(lines) if line.strip()]
+    texts = [lines[i - 1].strip() for i in rows]
 else:
     upload = st.file_uploader("CSV, parquet or JSONL", type=["csv", "parquet", "jsonl"], key="batch_file")
     if upload is not None:
         try:
             frame = read_table_bytes(upload.name, upload.getvalue())
             column = st.selectbox("Text column", text_columns(frame), key="batch_col")
-            texts = [str(t) for t in frame[column].fillna("").tolist() if str(t).strip()]
+            cells = [str(t) for t in frame[column].fillna("").tolist()]
+            rows = [i for i, t in enumerate(cells) if t.strip()]
+            texts = [cells[i] for i in rows]
+            empty = skipped_note([i for i, t in enumerate(cells) if not t.strip()], f"{upload.name}:{column}")
+            if empty:
+                st.caption(f"{empty}; rows count from 0.")
         except ValueError as exc:
             show_error(exc)
 if texts and chosen and st.button(f"Classify {len(texts)} reviews", key="batch_go"):
     try:
-        table = pd.DataFrame({"text": texts})
+        table = pd.DataFrame({"line" if mode == "Paste lines" else "row": rows, "text": texts})
         for run_id in chosen:
             results = predictor(run_id).predict(texts)
             table[f"{run_id} label"] = [r["label"] for r in results]

@@ -45,6 +45,18 @@ def test_runs_page_shows_the_runs_curves_and_status(finished_run):
     assert "step 4/4" in str(at.get("progress")[0].proto)
 
 
+def test_runs_page_shows_a_damaged_folder_without_a_traceback(lab_home):
+    folder = lab_home / "runs" / "20260101-000000-damaged-aaaaaa"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"model": ')
+    (folder / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    at = app("pages/runs.py")
+    assert not at.exception, at.exception
+    assert any("config.json is missing or not valid JSON" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key and b.key.startswith("resume_")]  # nothing to resume from
+    assert '{"model": ' in [c.value for c in at.code]  # the damaged file, shown as it is
+
+
 def test_try_page_answers_and_rejects_empty_and_huge_reviews(finished_run):
     at = app("pages/try.py")
     at.text_area(key="try_text").input("An absolutely wonderful, moving film.")
@@ -59,6 +71,16 @@ def test_try_page_answers_and_rejects_empty_and_huge_reviews(finished_run):
     at.text_area(key="try_text").input("good " * 20_000)  # 100,000 characters: answered, not refused
     at.button(key="try_go").click().run()
     assert not at.error and len(at.metric) == 1
+
+
+def test_try_page_batch_keeps_each_reviews_line(finished_run):
+    at = app("pages/try.py")
+    at.text_area(key="batch_text").input("A wonderful film.\n\n   \nDreadful, avoid it.\n").run()
+    at.button(key="batch_go").click().run()
+    assert not at.error
+    table = at.dataframe[-1].value
+    assert table["line"].tolist() == [1, 4] and table["text"].tolist() == ["A wonderful film.", "Dreadful, avoid it."]
+    assert table[f"{finished_run.run_id} label"].isin(["negative", "positive"]).all()
 
 
 def test_try_page_reports_a_deleted_model(finished_run):
@@ -80,6 +102,29 @@ def test_train_form_shows_a_bad_value_and_launches_nothing():
     from core import jobs
 
     assert jobs.list_runs() == []
+
+
+def test_train_upload_is_checked_before_launch_and_never_falls_back_to_the_preset():
+    from core import jobs
+
+    at = app("pages/train.py")
+    at.radio(key="train_source_kind").set_value("Upload a file").run()
+    launch = "FormSubmitter:train_form-🚀 Launch"
+    at.button(key=launch).click().run()  # upload mode, no file: not the preset's Amazon data
+    assert not at.exception and any("dataset: upload a file" in e.value for e in at.error)
+
+    csv = "text,label\nLovely,pos\nAwful,neg\nGood,maybe\n"
+    at.file_uploader(key="train_upload").upload("odd.csv", csv.encode(), "text/csv").run()
+    assert any("label_field: cannot map labels ['maybe']" in e.value for e in at.error)
+    at.button(key=launch).click().run()
+    assert any("dataset: upload a file" in e.value for e in at.error) and jobs.list_runs() == []
+
+    at = app("pages/train.py")
+    at.radio(key="train_source_kind").set_value("Upload a file").run()
+    csv = "text,label\nLovely,1\n   ,0\nAwful,0\n,1\n"
+    at.file_uploader(key="train_upload").upload("holes.csv", csv.encode(), "text/csv").run()
+    assert not at.error
+    assert any("2 empty reviews skipped in holes.csv (rows 1, 3)" in c.value for c in at.caption)
 
 
 def test_train_form_carries_the_presets_target_scoring_and_checks_it():

@@ -79,6 +79,14 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
     rows = json.loads(pred.stdout)
     assert len(rows) == 2 and all(r["label"] in ("negative", "positive") and 0.5 <= r["probability"] <= 1 for r in rows)
 
+    # Empty reviews in a file are left out of the score, and the user is told which rows.
+    holes = reviews_dir.parent / "holes.csv"
+    holes.write_text('text,label\n"   ",1\nA fine film,1\n,0\nDull and long,0\n')
+    scored = run_cli("eval", "--run", run_id, "--data", str(holes), "--json")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["n"] == 2 and json.loads(scored.stdout)["skipped_empty"] == 2
+    assert "note: 2 empty reviews skipped in holes.csv:test (rows 0, 2)" in scored.stderr
+
     empty = run_cli("predict", "--run", run_id, "   ")
     assert empty.returncode == 2 and empty.stderr.strip() == "error: review: is empty"
     missing = run_cli("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--label-field", "stars")

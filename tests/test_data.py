@@ -104,6 +104,10 @@ def test_empty_reviews_are_dropped_and_all_empty_is_an_error(tmp_path):
     pd.DataFrame({"text": ["good", "   ", "bad"], "label": ["pos", "neg", "neg"]}).to_json(f, orient="records", lines=True)
     ex = load_eval_examples(str(f))
     assert ex.texts == ["good", "bad"] and ex.labels.tolist() == [1, 0]
+    # ... but not silently: the rows left out are kept, so a user can be told which.
+    assert ex.rows.tolist() == [0, 2] and ex.skipped.tolist() == [1]
+    assert ex.skipped_note() == "1 empty review skipped in t.jsonl:test (row 1)"
+    assert ex.subset([0]).skipped.tolist() == [] and load_eval_examples(str(f), max_samples=1).skipped.tolist() == []
     pd.DataFrame({"text": ["", " "], "label": [0, 1]}).to_json(f, orient="records", lines=True)
     with pytest.raises(ValueError, match="^text_fields: every review"):
         load_eval_examples(str(f))
@@ -111,7 +115,8 @@ def test_empty_reviews_are_dropped_and_all_empty_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("", "^dataset: .* is empty"),
-    ("text,label\n\"unclosed,1\nfoo", "^(dataset: cannot read|label_field|text_fields)"),
+    # the parser's own reason, not datasets' "An error occurred while generating the dataset"
+    ("text,label\n\"unclosed,1\nfoo", "^dataset: cannot read bad.csv as csv: .*EOF inside string"),
     ("comment,stars\nnice,5\n", "^text_fields: cannot guess"),
 ])
 def test_bad_files_give_one_line_errors(tmp_path, content, message):

@@ -100,6 +100,26 @@ def test_a_stale_running_badge_is_reconciled(lab_home):
     assert run.status()["state"] == "interrupted"
 
 
+def test_a_damaged_run_folder_is_listed_as_failed_and_kept(lab_home):
+    import pytest
+
+    damaged = RunDir.for_id("20260101-000000-damaged-aaaaaa")
+    damaged.path.mkdir(parents=True)
+    (damaged.path / "config.json").write_text('{"model": ')  # cut off mid-write by something else
+    (damaged.path / "status.json").write_text('{"state": "completed"}')
+    (damaged.path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
+    RunDir.for_id("20260101-000001-nascent-bbbbbb").path.mkdir()  # mkdir'd, config.json not written yet
+    rows = {r["id"]: r for r in jobs.list_runs()}
+    assert list(rows) == [damaged.run_id]  # the empty folder is not a run (yet)
+    assert rows[damaged.run_id]["state"] == "failed"  # never "completed" on a config nobody can read
+    assert rows[damaged.run_id]["error"].startswith("config.json is missing or not valid JSON")
+    with pytest.raises(ValueError, match="cannot resume: its config.json is missing or not valid JSON"):
+        jobs.resume(damaged.run_id)
+    assert sorted(p.name for p in damaged.path.iterdir()) == ["config.json", "metrics.jsonl", "status.json"]
+    jobs.delete(damaged.run_id)  # what the user can do about it
+    assert jobs.list_runs() == [] and not damaged.path.exists()
+
+
 def test_two_process_distributed_run_on_cpu(reviews_dir, tiny_model, tmp_path):
     cfg = tiny_config(tiny_model, reviews_dir, num_processes=2, batch_size=4)
     info = launch_json(cfg, tmp_path)
