@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -182,6 +183,23 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .runs import compare, transposed
+
+    if len(args.runs) < 2:
+        raise ValueError("runs: give at least two runs to compare")
+    rows, differ = compare(args.runs)
+    if args.json:
+        print(json.dumps({"rows": rows, "settings_that_differ": differ}, default=str))
+        return 0
+    print(f"{'run':24} " + "  ".join(f"{r['run']:>40}" for r in rows))
+    for key, cells in transposed(rows):
+        print(f"{key:24} " + "  ".join(f"{c:>40}" for c in cells))
+    if not differ:
+        print("(the runs have the same settings)")
+    return 0
+
+
 def cmd_logs(args) -> int:
     from .runs import TERMINAL_STATES, RunDir
 
@@ -296,6 +314,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 
+    p = sub.add_parser("compare", help="runs side by side: figures, and the settings that differ")
+    p.add_argument("runs", nargs="+", help="run ids (or unique prefixes)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("logs", help="print a run's log")
     p.add_argument("run")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
@@ -325,3 +348,6 @@ def main(argv: list[str] | None = None) -> int:
     except TimeoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `python -m core runs | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0

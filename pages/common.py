@@ -35,7 +35,8 @@ def through_router(page_file: str) -> None:
     if st.session_state.get(ROUTED_KEY):
         return
     url_path = next(url for file, _, _, url in PAGES if Path(file).name == Path(page_file).name)
-    st.session_state[WANTED_KEY] = (url_path, st.query_params.to_dict())
+    # every value of a repeated key (?run=a&run=b: runs compared side by side), not only the last
+    st.session_state[WANTED_KEY] = (url_path, {k: st.query_params.get_all(k) for k in st.query_params})
     st.switch_page("app.py")
 
 

@@ -2,10 +2,11 @@
 
 import json
 
+import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.runs import ACTIVE_STATES, RunDir, read_json
+from core.runs import ACTIVE_STATES, RunDir, compare, read_json, transposed
 from pages.common import (CHARTS, REFRESH_S, curve_figure, metrics_frame, run_label, runs_frame, runs_table,
                           show_error, through_router)
 
@@ -107,6 +108,8 @@ def details(run_id: str) -> None:
 
 def live_view() -> None:
     """Reread the run folders; while any selected run is active this fragment reruns itself."""
+    if len(selected) > 1:
+        comparison()
     runs = [RunDir.for_id(i) for i in selected]
     frames = {}
     for run in runs:
@@ -131,6 +134,16 @@ def live_view() -> None:
     now_active = any(run.status().get("state") in ACTIVE_STATES for run in runs)
     if was_active and not now_active:
         st.rerun()  # the run ended: a full rerun rebuilds this view without the timer
+
+
+def comparison() -> None:
+    """Several runs picked: what each reached, and only the settings on which they differ."""
+    rows, differ = compare(selected)
+    table = pd.DataFrame([cells for _, cells in transposed(rows)], columns=[r["run"] for r in rows],
+                         index=[key for key, _ in transposed(rows)])
+    st.markdown("**Side by side**: what each reached, and " + ("the settings that differ" if differ else
+                                                               "the same settings in all"))
+    st.dataframe(table, width="stretch", key="runs_compare")
 
 
 for run_id in selected:

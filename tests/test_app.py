@@ -45,6 +45,16 @@ def test_runs_page_shows_the_runs_curves_and_status(finished_run):
     assert "step 4/4" in str(at.get("progress")[0].proto)
 
 
+def test_runs_page_puts_two_runs_side_by_side(finished_run, reviews_dir, tiny_model):
+    other = RunDir.for_id("20260101-000001-tiny-bbbbbb")
+    train_run(tiny_config(tiny_model, reviews_dir, epochs=2), other)
+    at = app("pages/runs.py")
+    at.multiselect(key="runs_selected").set_value([finished_run.run_id, other.run_id]).run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if list(d.value.columns) == [finished_run.run_id, other.run_id])
+    assert table.loc["epochs"].tolist() == ["1", "2"] and "learning_rate" not in table.index
+
+
 def test_runs_page_shows_a_damaged_folder_without_a_traceback(lab_home):
     folder = lab_home / "runs" / "20260101-000000-damaged-aaaaaa"
     folder.mkdir(parents=True)

@@ -198,11 +198,11 @@ def test_a_page_reopened_after_a_restart_comes_with_the_router(tmp_path, browser
     try:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
-        page.goto(f"{url}/runs?run=nothing-yet")
+        page.goto(f"{url}/runs?run=nothing-yet&run=nor-this")  # two runs compared: both stay in the link
         settle(page)
         page.get_by_role("heading", name="Runs").first.wait_for(timeout=30_000)
         page.locator('[data-testid="stSidebar"]').get_by_role("heading", name="Queue").wait_for(timeout=30_000)
-        assert page.url.endswith("/runs?run=nothing-yet")
+        assert page.url.endswith("/runs?run=nothing-yet&run=nor-this")
         no_exception(page)
         ctx.close()
     finally:

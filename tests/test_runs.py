@@ -34,3 +34,26 @@ def test_run_ids_are_unique_and_findable():
         RunDir.find("nothing-here")
     with pytest.raises(ValueError, match="^run: .* is not a valid run id"):
         RunDir.for_id("../escape")
+
+
+def test_compare_shows_what_each_run_reached_and_only_the_settings_that_differ(reviews_dir, tiny_model):
+    from conftest import run_cli, tiny_config
+    from core.runs import compare, transposed
+    from core.training import train_run
+
+    train_run(tiny_config(tiny_model, reviews_dir), RunDir.for_id("r-a"))
+    train_run(tiny_config(tiny_model, reviews_dir, learning_rate=5e-4, max_length=24), RunDir.for_id("r-b"))
+    rows, differ = compare(["r-a", "r-b"])
+    assert differ == ["learning_rate", "max_length"]  # not the dozens of settings the two share
+    assert [r["run"] for r in rows] == ["r-a", "r-b"] and [r["max_length"] for r in rows] == [32, 24]
+    assert all(r["state"] == "completed" and 0 <= r["test accuracy"] <= 1 for r in rows)
+    lines = dict(transposed(rows))
+    assert lines["learning_rate"] == ["0.001", "0.0005"] and lines["state"] == ["completed", "completed"]
+
+    out = run_cli("compare", "r-a", "r-b", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["settings_that_differ"] == ["learning_rate", "max_length"]
+    text = run_cli("compare", "r-a", "r-b").stdout.splitlines()
+    assert text[0].split() == ["run", "r-a", "r-b"] and ["max_length", "32", "24"] in [t.split() for t in text]
+    one = run_cli("compare", "r-a")
+    assert one.returncode == 2 and one.stderr.strip() == "error: runs: give at least two runs to compare"
