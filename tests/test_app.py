@@ -93,6 +93,18 @@ def test_try_page_batch_keeps_each_reviews_line(finished_run):
     assert table[f"{finished_run.run_id} label"].isin(["negative", "positive"]).all()
 
 
+def test_try_page_batch_file_keeps_row_numbers_and_lists_empty_rows(finished_run):
+    at = app("pages/try.py")
+    at.radio(key="batch_mode").set_value("Upload a file").run()
+    csv = "id,review\n7,Loved every minute.\n8,   \n9,\n10,Boring and far too long.\n"
+    at.file_uploader(key="batch_file").upload("mine.csv", csv.encode(), "text/csv").run()
+    assert any("2 empty reviews skipped in mine.csv:review (rows 1, 2)" in c.value for c in at.caption)
+    at.button(key="batch_go").click().run()
+    assert not at.error and not at.exception
+    table = at.dataframe[-1].value
+    assert table["row"].tolist() == [0, 3] and table["text"].tolist() == ["Loved every minute.", "Boring and far too long."]
+
+
 def test_try_page_reports_a_deleted_model(finished_run):
     import shutil
 
