@@ -1,4 +1,4 @@
-"""Runs: the list, actions, and live curves read from each run folder's metrics.jsonl."""
+"""Runs: the list, actions, live curves read from each run folder's metrics.jsonl, and several runs side by side."""
 
 import json
 
