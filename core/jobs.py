@@ -75,8 +75,8 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
     config = read_json(run.config_path)
     damaged = None
     if not isinstance(config, dict):
-        if not run.config_path.exists() and not any(run.path.iterdir()):
-            return None  # created a moment ago: config.json is the first file a launch writes
+        if not run.config_path.exists() and not any(not p.name.startswith(".") for p in run.path.iterdir()):
+            return None  # created a moment ago: config.json (via a .config.json.* temp file) comes first
         # config.json is written first and atomically, so this folder was damaged afterwards: list it, so it
         # can be seen and deleted, but never as a run that worked.
         config, damaged = {}, "config.json is missing or not valid JSON: a damaged run folder, left as it is"

@@ -217,7 +217,8 @@ def compare(run_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
     differ = [k for k in keys if len({json.dumps(s[k], sort_keys=True) for s in settings.values()}) > 1]
     rows = []
     for run in runs:
-        status, metrics = run.status(), run.status().get("metrics") or {}
+        status = run.status()
+        metrics = status.get("metrics") or {}
         evals = [m["eval_accuracy"] for m in run.metrics() if isinstance(m.get("eval_accuracy"), (int, float))]
         row: dict[str, Any] = {"run": run.run_id, "state": status.get("state", "?"),
                                "best val accuracy": max(evals) if evals else metrics.get("val_accuracy")}

@@ -108,7 +108,9 @@ def test_a_damaged_run_folder_is_listed_as_failed_and_kept(lab_home):
     (damaged.path / "config.json").write_text('{"model": ')  # cut off mid-write by something else
     (damaged.path / "status.json").write_text('{"state": "completed"}')
     (damaged.path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
-    RunDir.for_id("20260101-000001-nascent-bbbbbb").path.mkdir()  # mkdir'd, config.json not written yet
+    nascent = RunDir.for_id("20260101-000001-nascent-bbbbbb").path
+    nascent.mkdir()  # mkdir'd, config.json still being written (its temp file)
+    (nascent / ".config.json.tmp123").write_text('{"mod')
     rows = {r["id"]: r for r in jobs.list_runs()}
     assert list(rows) == [damaged.run_id]  # the empty folder is not a run (yet)
     assert rows[damaged.run_id]["state"] == "failed"  # never "completed" on a config nobody can read
