@@ -93,6 +93,9 @@ def details(run_id: str) -> None:
     if status.get("stages") and any(v.get("state") == "completed" for v in status["stages"].values()):
         st.page_link("pages/transfer.py", label="Its comparison table, on the Transfer page", icon="🔁",
                      query_params={"pipeline": run_id})
+    if state == "completed" and run.has_model():
+        st.page_link("pages/train.py", label="Fine-tune this model further (Train page)", icon="🏋️",
+                     query_params={"init_from": run_id})
     if status.get("metrics"):
         st.json(status["metrics"], expanded=False)
     with st.expander("Config"):

@@ -7,7 +7,8 @@ import streamlit as st
 from core import jobs
 from core.config import MODEL_PRESETS, PRESETS, SCHEDULERS, TRUNCATIONS, PRECISIONS, RunConfig, load_preset
 from core.data import check_training_table, read_table_bytes, save_upload
-from pages.common import show_error, through_router
+from core.runs import RunDir
+from pages.common import runs_table, show_error, through_router
 
 through_router(__file__)
 st.title("Train")
@@ -27,6 +28,8 @@ HELP = {
     "epochs": "Passes over the training rows.",
     "early_stopping_patience": "Stop after this many evaluations without a better validation accuracy (0: off).",
     "precision": "auto: bf16/fp16 on a GPU, fp32 on a CPU.",
+    "init_from": "Fine-tune further: start from a finished run's trained model (e.g. an Amazon model, then train "
+                 "it on IMDB) instead of the pretrained weights; its architecture and tokenizer come with it.",
 }
 
 preset_name = st.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("offline-quick"), key="train_preset",
@@ -80,6 +83,13 @@ with st.form("train_form"):
     custom_model = c1.text_input("Other model (Hub id or folder)", key="train_model_custom",
                                  help="Overrides the list when filled in.")
     field_error("model")
+    # Fine-tune further: start from a finished run's weights (an Amazon model, then IMDB), as `init_from`.
+    trained = [r["id"] for r in runs_table() if r["state"] == "completed" and RunDir.for_id(r["id"]).has_model()]
+    asked = st.query_params.get("init_from")  # the Runs page's "fine-tune this model further" link
+    start_from = c1.selectbox("Start from", ["", *trained], index=1 + trained.index(asked) if asked in trained else 0,
+                              format_func=lambda i: f"the model of {i}" if i else "the pretrained weights",
+                              key="train_init_from", help=HELP["init_from"])
+    field_error("init_from")
     dataset = c2.text_input("Source dataset", value=base.dataset, key="train_dataset",
                             disabled=upload_path is not None,
                             help="Hub name (amazon_polarity) or a local folder/file; an upload above replaces it.")
@@ -163,7 +173,7 @@ if submitted:
         max_train_samples=int(max_train) or None, max_length=int(max_length), eval_max_length=int(eval_len) or None,
         truncation=truncation, head_fraction=head_fraction, scheduler=scheduler, warmup_ratio=warmup,
         early_stopping_patience=int(patience), precision=precision, seed=int(seed), eval_windows=int(windows),
-        eval_confidence=confidence, weight_decay=weight_decay,
+        eval_confidence=confidence, weight_decay=weight_decay, init_from=start_from or None,
     )
     try:
         source = RunConfig.from_dict({**base.to_dict(), **values})

@@ -149,6 +149,37 @@ def test_train_upload_is_checked_before_launch_and_never_falls_back_to_the_prese
     assert any("2 empty reviews skipped in holes.csv (rows 1, 3)" in c.value for c in at.caption)
 
 
+def test_fine_tune_further_from_the_runs_page_link(finished_run, tmp_path):
+    from conftest import review_frame
+    from core import jobs
+
+    more = tmp_path / "more"  # the preset keeps 100 rows for validation
+    more.mkdir()
+    review_frame(160).to_parquet(more / "train.parquet")
+    review_frame(16).to_parquet(more / "test.parquet")
+
+    at = app("pages/runs.py")
+    link = next(l for l in at.get("page_link") if "Fine-tune this model further" in l.proto.label)
+    assert link.proto.query_string == f"init_from={finished_run.run_id}"
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["init_from"] = finished_run.run_id
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert at.selectbox(key="train_init_from").value == finished_run.run_id  # preselected from the link
+    at.radio(key="train_mode").set_value("One run")
+    at.text_input(key="train_dataset").input(str(more))
+    at.number_input(key="train_len").set_value(32)
+    at.number_input(key="train_eval_len").set_value(32)
+    at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    launched = [r for r in jobs.list_runs() if r["id"] != finished_run.run_id]
+    assert len(launched) == 1
+    run = RunDir.for_id(launched[0]["id"])
+    assert run.config()["init_from"] == finished_run.run_id
+    assert jobs.wait(run.run_id, timeout=300)["state"] == "completed"  # trained from the finished run's weights
+    assert "/runs/" + finished_run.run_id + "/model" in run.log_path.read_text()
+
+
 def test_train_form_carries_the_presets_target_scoring_and_checks_it():
     at = app("pages/train.py")
     # offline-quick scores IMDB as up to two 112-token windows; the form starts from that, not from the source's 128 x 1.
