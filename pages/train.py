@@ -35,7 +35,13 @@ HELP = {
 preset_name = st.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("offline-quick"), key="train_preset",
                            help="Fills every field below; change any of them.")
 preset = load_preset(preset_name)
-base: RunConfig = preset.source
+# The Runs page's "fine-tune this model further" link (?init_from=<run>): one run on the preset's target data,
+# with its target-stage settings, starting from that run's model (the pipeline's stage 2, by hand).
+asked = st.query_params.get("init_from")
+base: RunConfig = preset.target if asked else preset.source
+if asked:
+    st.info(f"Fine-tuning the model of {asked} further: the form starts from the {preset_name} preset's "
+            "target-stage settings (its data included); change any of them.")
 errors: dict = st.session_state.get("train_errors", {})
 
 
@@ -74,6 +80,7 @@ if source_kind == "Upload a file":
 # -- the form ------------------------------------------------------------------------------
 with st.form("train_form"):
     mode = st.radio("Launch", ["Whole transfer pipeline", "One run"], horizontal=True, key="train_mode",
+                    index=1 if asked else 0,
                     help="The pipeline fine-tunes on the source, scores the target zero-shot, fine-tunes on the "
                          "target, rescores the source, and trains a target-only baseline.")
     c1, c2 = st.columns(2)
@@ -85,7 +92,6 @@ with st.form("train_form"):
     field_error("model")
     # Fine-tune further: start from a finished run's weights (an Amazon model, then IMDB), as `init_from`.
     trained = [r["id"] for r in runs_table() if r["state"] == "completed" and RunDir.for_id(r["id"]).has_model()]
-    asked = st.query_params.get("init_from")  # the Runs page's "fine-tune this model further" link
     start_from = c1.selectbox("Start from", ["", *trained], index=1 + trained.index(asked) if asked in trained else 0,
                               format_func=lambda i: f"the model of {i}" if i else "the pretrained weights",
                               key="train_init_from", help=HELP["init_from"])

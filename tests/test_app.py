@@ -166,10 +166,13 @@ def test_fine_tune_further_from_the_runs_page_link(finished_run, tmp_path):
     at.run()
     at.switch_page("pages/train.py").run()
     assert at.selectbox(key="train_init_from").value == finished_run.run_id  # preselected from the link
-    at.radio(key="train_mode").set_value("One run")
+    assert at.radio(key="train_mode").value == "One run"  # and the preset's target stage: IMDB, 64 tokens
+    assert at.text_input(key="train_dataset").value.endswith("imdb") and at.number_input(key="train_len").value == 64
     at.text_input(key="train_dataset").input(str(more))
+    at.text_input(key="train_text_fields").input("title,content")
     at.number_input(key="train_len").set_value(32)
     at.number_input(key="train_eval_len").set_value(32)
+    at.number_input(key="train_windows").set_value(1)
     at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     launched = [r for r in jobs.list_runs() if r["id"] != finished_run.run_id]
