@@ -190,6 +190,11 @@ def join_fields(parts: Sequence[str]) -> str:
     return out
 
 
+def review_texts(columns: Sequence[Sequence[Any]]) -> list[str]:
+    """Each row's review, its text fields cleaned and joined (`title` + `content`); "" for an empty one."""
+    return [join_fields([clean_text(value) for value in row]) for row in zip(*columns)]
+
+
 def to_examples(table, text_fields: Sequence[str], label_field: str, source: str,
                 rows: Sequence[int] | None = None, require_labels: bool = True, by: str | None = None) -> Examples:
     """Select `rows` of a datasets table, check its columns, build text and map labels; group the rows by
@@ -205,8 +210,7 @@ def to_examples(table, text_fields: Sequence[str], label_field: str, source: str
         raise ValueError(f"label_field: column {label_field!r} is not in {source} (columns: {', '.join(columns)})")
     rows = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=int)
     part = table.select(rows.tolist()) if len(rows) != len(table) else table
-    cols = {name: part[name] for name in fields}
-    texts = [join_fields([clean_text(cols[f][i]) for f in fields]) for i in range(len(part))]
+    texts = review_texts([part[name] for name in fields])
     labels = map_labels(part[label_field]) if require_labels else np.full(len(part), -1, dtype=np.int64)
     keep = np.array([bool(t) for t in texts])
     if not keep.any():
@@ -475,7 +479,7 @@ def check_training_table(frame, text_fields: Sequence[str], label_field: str, na
     if label_field in text_fields:
         raise ValueError(f"label_field: {label_field!r} is also chosen as a text column")
     map_labels(frame[label_field].tolist())
-    texts = [join_fields([clean_text(v) for v in row]) for row in frame[list(text_fields)].itertuples(index=False)]
+    texts = review_texts([frame[name].tolist() for name in text_fields])
     return skipped_note([i for i, t in enumerate(texts) if not t], name)
 
 

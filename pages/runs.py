@@ -142,8 +142,8 @@ def live_view() -> None:
 def comparison() -> None:
     """Several runs picked: what each reached, and only the settings on which they differ."""
     rows, differ = compare(selected)
-    table = pd.DataFrame([cells for _, cells in transposed(rows)], columns=[r["run"] for r in rows],
-                         index=[key for key, _ in transposed(rows)])
+    lines = transposed(rows)
+    table = pd.DataFrame([cells for _, cells in lines], index=[key for key, _ in lines], columns=[r["run"] for r in rows])
     st.markdown("**Side by side**: what each reached, and " + ("the settings that differ" if differ else
                                                                "the same settings in all"))
     st.dataframe(table, width="stretch", key="runs_compare")

@@ -7,8 +7,7 @@ import streamlit as st
 from core import jobs
 from core.config import MODEL_PRESETS, PRESETS, SCHEDULERS, TRUNCATIONS, PRECISIONS, RunConfig, load_preset
 from core.data import check_training_table, read_table_bytes, save_upload
-from core.runs import RunDir
-from pages.common import runs_table, show_error, through_router
+from pages.common import models_available, runs_table, show_error, through_router
 
 through_router(__file__)
 st.title("Train")
@@ -91,7 +90,7 @@ with st.form("train_form"):
                                  help="Overrides the list when filled in.")
     field_error("model")
     # Fine-tune further: start from a finished run's weights (an Amazon model, then IMDB), as `init_from`.
-    trained = [r["id"] for r in runs_table() if r["state"] == "completed" and RunDir.for_id(r["id"]).has_model()]
+    trained = models_available(runs_table())  # the models the Try page offers
     start_from = c1.selectbox("Start from", ["", *trained], index=1 + trained.index(asked) if asked in trained else 0,
                               format_func=lambda i: f"the model of {i}" if i else "the pretrained weights",
                               key="train_init_from", help=HELP["init_from"])
