@@ -93,16 +93,22 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .data import load_eval_examples
-    from .evaluation import Predictor, evaluate
+    from .config import EvalConfig
+    from .evaluation import evaluate_config
     from .runs import RunDir
 
-    run = RunDir.find(args.run)
-    fields = [f.strip() for f in args.text_fields.split(",") if f.strip()] if args.text_fields else []
-    examples = load_eval_examples(args.data, args.split, fields, args.label_field, args.max_samples, by=args.by)
-    predictor = Predictor.from_run(str(run.path), max_length=args.max_length, truncation=args.truncation,
-                                   windows=args.windows, confidence=args.confidence, batch_size=args.batch_size)
-    m = evaluate(predictor, examples, run if args.save else None, args.name)
+    cfg = EvalConfig(run=args.run, dataset=args.data, split=args.split, text_fields=args.text_fields,
+                     label_field=args.label_field, max_samples=args.max_samples, max_length=args.max_length,
+                     truncation=args.truncation, windows=args.windows, confidence=args.confidence,
+                     batch_size=args.batch_size, by=args.by, name=args.name or "")
+    if args.background:  # a job of its own, in the queue like a training run; its folder keeps the results
+        from .jobs import launch
+
+        job = launch("eval", cfg, args.run_id)
+        _print({"run_id": job.run_id, "run_dir": str(job.path)}, args.json, job.run_id)
+        return 0
+    save_to = RunDir.find(args.run) if args.save else None
+    m, examples = evaluate_config(cfg, save_to, name=args.name)
     out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"],
            "max_length": m["max_length"], "windows": m["windows"], "confidence": m["confidence"],
            "windows_read": m["windows_read"], "seconds": m["seconds"], "skipped_empty": m["skipped_empty"]}
@@ -284,7 +290,11 @@ def parser() -> argparse.ArgumentParser:
                    help="also the accuracy per value of this column (default: the data's own grouping column, if "
                         "it has one: Amazon multi-domain's domain, core/other_sources.csv's source)")
     p.add_argument("--save", action="store_true", help="save metrics and predictions under the run's evals/")
-    p.add_argument("--name", help="folder name under evals/ (with --save)")
+    p.add_argument("--name", help="folder name under evals/ (with --save); with --background, the job's label")
+    p.add_argument("--background", action="store_true",
+                   help="queue it as a background job (its own run folder, like the Runs page's Evaluate form); "
+                        "prints the job's run id")
+    p.add_argument("--run-id", help="with --background: the job's run id instead of a generated one")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

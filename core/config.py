@@ -219,6 +219,72 @@ class PipelineConfig:
         return PipelineConfig(source=self.source.with_overrides(source), target=tgt, name=self.name, baseline=self.baseline)
 
 
+@dataclass
+class EvalConfig:
+    """Score a finished run's model on a dataset, with no training in that process: zero-shot on another
+    domain, or the same domain again. The job that the Runs page's "Evaluate" form and `python -m core eval
+    --background` queue; `python -m core eval` runs the same in the foreground. Reading fields left empty
+    (None) read reviews as the model was saved to be read (its `sentiment_lab.json`)."""
+
+    run: str = ""  # the run (id or unique prefix) whose model is scored
+    dataset: str = "imdb"  # Hub name, or a local folder / .parquet / .csv / .jsonl
+    dataset_config: str | None = None
+    split: str = "test"
+    text_fields: list[str] = field(default_factory=list)  # empty: guess (title+content, text, ...)
+    label_field: str = "label"
+    max_samples: int | None = None  # the first N rows of the split: a fixed sample, comparable across runs
+    max_length: int | None = None
+    truncation: str | None = None
+    windows: int | None = None
+    confidence: float | None = None
+    batch_size: int = 32
+    by: str | None = None  # also the accuracy per value of this column (default: the data's own grouping column)
+    name: str = ""  # a label for the job
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _field_type(f, EvalConfig)))
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.run.strip():
+            raise ValueError("run: name the run whose model is evaluated")
+        if not self.dataset.strip():
+            raise ValueError("dataset: must name a Hub dataset or a local folder/file")
+        if not self.split.strip():
+            raise ValueError("split: must name a split (test, train, ...)")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples: must be >= 1 (or empty for all), got {self.max_samples!r}")
+        if self.max_length is not None:
+            check_between("max_length", self.max_length, TOKEN_RANGE, "tokens")
+        if self.truncation is not None and self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation: must be one of {', '.join(TRUNCATIONS)}, got {self.truncation!r}")
+        if self.windows is not None:
+            check_between("windows", self.windows, WINDOW_RANGE)
+        if self.confidence is not None:
+            check_between("confidence", self.confidence, CONFIDENCE_RANGE)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size!r}")
+
+    @property
+    def reading(self) -> dict[str, Any]:
+        """The Predictor overrides: only what was set."""
+        return {k: v for k, v in (("max_length", self.max_length), ("truncation", self.truncation),
+                                  ("windows", self.windows), ("confidence", self.confidence)) if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EvalConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not an EvalConfig field")
+        return cls(**data)
+
+
 # ---------------------------------------------------------------------------------------
 # Presets. Data paths are relative to the project root; `../shared/data` holds the offline copies.
 OFFLINE_DATA = "../shared/data"
@@ -309,9 +375,8 @@ def load_config_file(path: str | Path) -> PipelineConfig | RunConfig:
 
 
 # ---------------------------------------------------------------------------------------
-def _field_type(f: dataclasses.Field) -> Any:
-    hints = typing.get_type_hints(RunConfig)
-    return hints[f.name]
+def _field_type(f: dataclasses.Field, cls: type = RunConfig) -> Any:
+    return typing.get_type_hints(cls)[f.name]
 
 
 def _coerce(name: str, value: Any, tp: Any) -> Any:
@@ -322,6 +387,8 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         optional, tp = True, args[0]
         origin = typing.get_origin(tp)
+    if origin is list and isinstance(value, str) and not value.strip():
+        return []  # `text_fields=`: none given, so guessed from the data's columns
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null") and (optional or tp is not str)):
         if optional:
             return None

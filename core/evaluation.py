@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import CONFIDENCE_RANGE, TOKEN_RANGE, WINDOW_RANGE, check_between
+from .config import CONFIDENCE_RANGE, TOKEN_RANGE, WINDOW_RANGE, EvalConfig, check_between
 from .data import LABEL_NAMES, Encoder, Examples
 from .runs import RunDir, now, read_json, write_json_atomic
 
@@ -228,3 +228,44 @@ def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None
         metrics["predictions"] = str(folder / "predictions.csv")
         write_json_atomic(folder / "metrics.json", metrics)
     return metrics
+
+
+def evaluate_config(cfg: EvalConfig, save_to: RunDir | None = None, name: str | None = None,
+                    log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Examples]:
+    """Load `cfg`'s data and its run's model, score, and (with `save_to`) save under save_to/evals/<name>/
+    (default: named after the data).
+    `python -m core eval` and the background eval job both come here."""
+    from .data import load_eval_examples
+
+    model_run = RunDir.find(cfg.run)
+    examples = load_eval_examples(cfg.dataset, cfg.split, cfg.text_fields, cfg.label_field, cfg.max_samples,
+                                  cfg.dataset_config, by=cfg.by)
+    if log is not None:
+        log(f"data: {examples.source}, {len(examples)} reviews {examples.label_counts()}")
+        if examples.skipped_note():
+            log(examples.skipped_note())
+    predictor = Predictor.from_run(str(model_run.path), batch_size=cfg.batch_size, **cfg.reading)
+    if log is not None:
+        log(f"model: {model_run.run_id}, scored as {predictor.scoring}")
+    return evaluate(predictor, examples, save_to, name), examples
+
+
+def run_eval(cfg: EvalConfig, run: RunDir) -> dict[str, Any]:
+    """The eval job's body, in its worker process: score, and keep everything in the job's own folder
+    (evals/<data>/metrics.json and predictions.csv; the figures in status.json). Never leaves it 'running'."""
+    import traceback
+
+    run.mark_worker()
+    run.update_status(state="running", phase=f"scoring {cfg.dataset} ({cfg.split})", error=None,
+                      started_at=run.status().get("started_at") or now())
+    try:
+        metrics, _ = evaluate_config(cfg, save_to=run, log=run.log)
+    except Exception as exc:
+        run.log(traceback.format_exc())
+        run.update_status(state="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                          ended_at=now(), phase=None)
+        raise
+    summary = {k: metrics[k] for k in ("accuracy", "f1", "n", "dataset", "windows_read", "skipped_empty")}
+    run.log(f"{metrics['dataset']}: accuracy {metrics['accuracy']:.4f}  f1 {metrics['f1']:.4f}  n={metrics['n']} "
+            f"({metrics['seconds']} s)")
+    return run.update_status(state="completed", metrics=summary, phase=None, ended_at=now())

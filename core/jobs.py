@@ -26,7 +26,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from .config import PipelineConfig, RunConfig
+from .config import EvalConfig, PipelineConfig, RunConfig
 from .runs import (PROJECT_ROOT, TERMINAL_STATES, RunDir, artifacts_root, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
 
@@ -92,8 +92,9 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
         mtime = run.status_path.stat().st_mtime
     except FileNotFoundError:
         mtime = 0.0
+    model = config.get("run") if config.get("kind") == "eval" else source.get("model")  # eval: the run it scores
     return {"id": run.run_id, "kind": config.get("kind", "train"), "parent": config.get("parent"),
-            "name": config.get("name") or "", "model": source.get("model"), "dataset": dataset,
+            "name": config.get("name") or "", "model": model, "dataset": dataset,
             "state": "failed" if damaged else status.get("state") or "failed", "created_at": status.get("created_at"),
             "started_at": status.get("started_at"), "ended_at": status.get("ended_at"), "step": status.get("step"),
             "total_steps": status.get("total_steps"), "metrics": json.dumps(status.get("metrics") or {}),
@@ -186,12 +187,20 @@ def reconcile() -> list[str]:
 
 # ---------------------------------------------------------------------------------------
 # Launch and queue
-def create_run(kind: str, config: RunConfig | PipelineConfig, run_id: str | None = None) -> RunDir:
-    from .training import preflight
+def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_id: str | None = None) -> RunDir:
+    from .training import preflight, preflight_dataset
 
-    for cfg in ([config.source, config.target] if isinstance(config, PipelineConfig) else [config]):
-        preflight(cfg)
-    prefix = "pipeline" if kind == "pipeline" else (config.name or "train")
+    if isinstance(config, EvalConfig):
+        model_run = RunDir.find(config.run)
+        if not model_run.has_model():
+            state = model_run.status().get("state", "unknown")
+            raise ValueError(f"run: {model_run.run_id} has no trained model to evaluate (state: {state})")
+        preflight_dataset(config.dataset)
+        config = EvalConfig.from_dict({**config.to_dict(), "run": model_run.run_id})  # a prefix becomes the id
+    else:
+        for cfg in ([config.source, config.target] if isinstance(config, PipelineConfig) else [config]):
+            preflight(cfg)
+    prefix = "pipeline" if kind == "pipeline" else (config.name or kind)
     run = RunDir.for_id(run_id or new_run_id(prefix))
     if run.path.exists():
         raise ValueError(f"run: {run.run_id} already exists")
@@ -202,7 +211,7 @@ def create_run(kind: str, config: RunConfig | PipelineConfig, run_id: str | None
     return run
 
 
-def launch(kind: str, config: RunConfig | PipelineConfig, run_id: str | None = None) -> RunDir:
+def launch(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_id: str | None = None) -> RunDir:
     """Queue a run and make sure a dispatcher will start it; returns at once."""
     run = create_run(kind, config, run_id)
     ensure_dispatcher()
@@ -269,6 +278,7 @@ def start_worker(run: RunDir) -> subprocess.Popen:
 
 def work(run_id: str) -> int:
     """The worker's body: run what config.json says, in this process (or under accelerate launch)."""
+    from .evaluation import run_eval
     from .pipeline import run_pipeline
     from .training import run_config, train_run
 
@@ -281,6 +291,9 @@ def work(run_id: str) -> int:
     try:
         if kind == "pipeline":
             run_pipeline(PipelineConfig.from_dict(config), run, resume=resume)
+            return 0
+        if kind == "eval":  # no checkpoints: a resumed evaluation scores again from the start
+            run_eval(EvalConfig.from_dict(config), run)
             return 0
         cfg = run_config(run)
         if cfg.num_processes > 1 or cfg.num_machines > 1:
@@ -341,6 +354,8 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
     for child in _active_children(run):
         child.request_stop()
     run.update_status(state="stopping")
+    if (read_json(run.config_path, {}) or {}).get("kind") == "eval":
+        timeout = 0  # an evaluation has nothing to save between steps: signalled at once, scored again on resume
     deadline = time.time() + timeout
     while time.time() < deadline:
         if run.status().get("state") in TERMINAL_STATES or worker_alive(run.status()) is False:

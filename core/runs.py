@@ -1,7 +1,7 @@
 """Run folders: the one source of truth for a run. The worker writes them, everyone else reads.
 
     artifacts/runs/<run_id>/
-        config.json      RunConfig (or PipelineConfig for kind=pipeline)
+        config.json      RunConfig (PipelineConfig for kind=pipeline, EvalConfig for kind=eval)
         status.json      state, progress, pid/host, error   (rewritten atomically)
         metrics.jsonl    one Trainer log entry per line      (appended as it happens)
         evals/<name>/    metrics.json + predictions.csv per evaluation

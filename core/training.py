@@ -141,7 +141,6 @@ def preflight(cfg: RunConfig) -> None:
 
     Run before a run folder is created, so a typo never leaves a failed run behind.
     """
-    from .data import looks_like_path, resolve_local
     from .modeling import hub_reachable, resolve_model
 
     if cfg.init_from:
@@ -151,11 +150,19 @@ def preflight(cfg: RunConfig) -> None:
         if not Path(ref).is_dir() and not hub_reachable() and not _hub_cached(ref):
             raise ValueError(f"model: {cfg.model!r} is not a local folder or cached, and the Hugging Face Hub "
                              "cannot be reached from this machine (use minilm-offline or a local folder)")
-    if resolve_local(cfg.dataset) is None:
-        if looks_like_path(cfg.dataset):
-            raise ValueError(f"dataset: no such file or folder: {cfg.dataset}")
+    preflight_dataset(cfg.dataset)
+
+
+def preflight_dataset(dataset: str) -> None:
+    """A local file or folder that exists, or a Hub name while the Hub can be reached."""
+    from .data import looks_like_path, resolve_local
+    from .modeling import hub_reachable
+
+    if resolve_local(dataset) is None:
+        if looks_like_path(dataset):
+            raise ValueError(f"dataset: no such file or folder: {dataset}")
         if not hub_reachable():
-            raise ValueError(f"dataset: {cfg.dataset!r} is not a local file or folder, and the Hugging Face Hub "
+            raise ValueError(f"dataset: {dataset!r} is not a local file or folder, and the Hugging Face Hub "
                              "cannot be reached from this machine (offline?)")
 
 

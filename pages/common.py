@@ -52,7 +52,7 @@ def run_label(row: dict[str, Any]) -> str:
 
 def headline(row: dict[str, Any]) -> float | None:
     m = row.get("metrics") or {}
-    return m.get("test_accuracy", m.get("target_finetuned"))
+    return m.get("test_accuracy", m.get("target_finetuned", m.get("accuracy")))  # train, pipeline, eval
 
 
 def duration(row: dict[str, Any]) -> str:

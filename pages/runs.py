@@ -6,9 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.runs import ACTIVE_STATES, RunDir, compare, read_json, transposed
-from pages.common import (CHARTS, REFRESH_S, curve_figure, metrics_frame, run_label, runs_frame, runs_table,
-                          show_error, through_router)
+from core.config import PRESETS, EvalConfig
+from core.data import resolve_local
+from core.pipeline import OTHER_SOURCES
+from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
+from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, metrics_frame, run_label,
+                          runs_frame, runs_table, show_error, through_router)
 
 through_router(__file__)
 st.title("Runs")
@@ -29,6 +32,10 @@ selected = st.multiselect("Show runs (several to compare)", list(by_id), default
                           format_func=lambda i: run_label(by_id[i]), key="runs_selected")
 if selected != linked:
     st.query_params["run"] = selected
+if st.session_state.get("runs_flash"):  # what the last Evaluate form queued, said once after its rerun
+    job_id = st.session_state.pop("runs_flash")
+    st.success(f"Evaluation queued: {job_id}. It runs in the background, like training.", icon="🧪")
+    st.page_link("pages/runs.py", label=f"Follow {job_id}", icon="📈", query_params={"run": job_id})
 
 
 def actions(run_id: str) -> None:
@@ -98,6 +105,19 @@ def details(run_id: str) -> None:
                      query_params={"init_from": run_id})
     if status.get("metrics"):
         st.json(status["metrics"], expanded=False)
+    if row.get("kind") == "eval":
+        scored = (read_json(run.config_path, {}) or {}).get("run")
+        if scored:
+            st.page_link("pages/runs.py", label=f"The model it scores: {scored}", icon="🧠", query_params={"run": scored})
+        for name, m in run.evals().items():  # an eval job's one result: the confusion matrix beside the figures
+            st.plotly_chart(confusion_figure(m["confusion"], f"{m['dataset']}: accuracy {m['accuracy']:.4f}"),
+                            key=f"confusion_{run_id}_{name}")
+            if m.get("by_group"):
+                st.dataframe(pd.DataFrame([{m["group_field"]: g, **v} for g, v in m["by_group"].items()]),
+                             hide_index=True, key=f"groups_{run_id}_{name}")
+    evaluations(run_id, run)
+    if state == "completed" and run.has_model() and row.get("kind") != "eval":
+        evaluate_form(run_id, run)
     with st.expander("Config"):
         raw = run.config_path.read_text(errors="replace") if run.config_path.exists() else ""
         try:
@@ -107,6 +127,80 @@ def details(run_id: str) -> None:
     with st.expander("Log (last 40 lines)"):
         lines = run.log_path.read_text(errors="replace").splitlines()[-40:] if run.log_path.exists() else []
         st.code("\n".join(lines) or "(empty)")
+
+
+def evaluations(run_id: str, run: RunDir) -> None:
+    """Every score of this run's model: those saved in its folder (a pipeline's, `eval --save`) and the eval
+    jobs that scored it, each job's figures read from its own folder."""
+    def line(m: dict, by: str, dataset: str | None = None, job: str | None = None) -> dict:
+        return {"data": m.get("dataset") or dataset, "accuracy": m.get("accuracy"), "f1": m.get("f1"), "n": m.get("n"),
+                "scored as": f"{m['max_length']} tokens, {m.get('windows', 1)} window(s)" if m.get("max_length") else "",
+                "by": by, "job": f"/runs?run={job}" if job else None}
+
+    table = [line(m, "this run") for m in run.evals().values()]
+    for job_id in eval_jobs([run_id]):
+        job = RunDir.for_id(job_id)  # the folder, not the index: fresh on every refresh
+        state = job.status().get("state", "?")
+        saved = next(iter(job.evals().values()), {})
+        table.append(line(saved, f"{STATE_ICONS.get(state, '')} {state} (eval job)", by_id[job_id].get("dataset"), job_id))
+    if table and run.has_model():
+        st.markdown("**Evaluations of this model**")
+        st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=f"evals_{run_id}",
+                     column_config={"accuracy": st.column_config.NumberColumn(format="%.4f"),
+                                    "f1": st.column_config.NumberColumn(format="%.4f"),
+                                    "job": st.column_config.LinkColumn(display_text=r"run=(.*)$")})
+
+
+def eval_jobs(run_ids: list[str]) -> list[str]:
+    """The eval jobs that score these runs' models."""
+    return [r["id"] for r in rows if r["kind"] == "eval" and r.get("model") in run_ids]
+
+
+def eval_datasets(trained_on: str | None) -> tuple[list[str], int]:
+    """The datasets the presets know (Hub names and ../shared/data) and the bundled reviews from other
+    sources; the default is the other side of a preset's transfer from the data this run trained on."""
+    options: list[str] = []
+    for preset in PRESETS.values():
+        for d in (preset["target"]["dataset"], preset["source"]["dataset"]):
+            options += [d] if d not in options else []
+    options.append(str(OTHER_SOURCES.relative_to(PROJECT_ROOT)))
+    pairs = {p["source"]["dataset"]: p["target"]["dataset"] for p in PRESETS.values()}
+    # else the first that is here (../shared/data/imdb on this project's machines; a Hub name needs the Hub)
+    default = pairs.get(trained_on or "") or next((d for d in options if resolve_local(d) is not None), options[0])
+    return options, options.index(default)
+
+
+def evaluate_form(run_id: str, run: RunDir) -> None:
+    """Queue an eval job for this run's model: zero-shot on another domain, with no training."""
+    config = read_json(run.config_path, {}) or {}
+    options, default = eval_datasets(config.get("dataset"))
+    with st.expander("🧪 Evaluate this model on a dataset (zero-shot: no training)"):
+        with st.form(f"eval_form_{run_id}"):
+            choice = st.selectbox("Dataset", options + ["Another (type it below)"], index=default, key=f"eval_data_{run_id}")
+            typed = st.text_input("Another dataset: a Hub name, or a local folder / .parquet / .csv / .jsonl",
+                                  key=f"eval_other_{run_id}")
+            c1, c2, c3 = st.columns(3)
+            split = c1.text_input("Split", "test", key=f"eval_split_{run_id}")
+            fields = c2.text_input("Text column(s), comma-separated", "", key=f"eval_fields_{run_id}",
+                                   help="Empty: guessed (title + content, text, review, ...)")
+            label = c3.text_input("Label column", "label", key=f"eval_label_{run_id}")
+            c4, c5 = st.columns(2)
+            max_samples = c4.number_input("Reviews to score (the first N; 0: all)", 0, None, 2000, step=500,
+                                          key=f"eval_n_{run_id}", help="A fixed sample: comparable across models. "
+                                          "On 2 CPU cores 2,000 IMDB reviews take a few minutes per model.")
+            windows = c5.selectbox("Windows per review", ["as trained", 1, 2, 3, 4], key=f"eval_windows_{run_id}",
+                                   help="Average the model over up to N windows of a long review "
+                                        "(as trained: the reading saved with the model).")
+            if st.form_submit_button("Queue the evaluation", type="primary"):
+                try:
+                    data = typed.strip() if choice.startswith("Another") else choice
+                    cfg = EvalConfig(run=run_id, dataset=data, split=split, text_fields=fields, label_field=label,
+                                     max_samples=max_samples or None,
+                                     windows=None if windows == "as trained" else windows)
+                    st.session_state["runs_flash"] = jobs.launch("eval", cfg).run_id
+                    st.rerun()  # the whole page: the runs table lists the new job
+                except ValueError as exc:
+                    show_error(exc)
 
 
 def live_view() -> None:
@@ -130,11 +224,11 @@ def live_view() -> None:
             for col, (title, (column, markers)) in zip(cols, charts[i:i + 2]):
                 col.plotly_chart(curve_figure(frames, column, title, x=x, markers=markers), width="stretch",
                                  key=f"chart_{column}")
-    else:
+    elif any(by_id.get(i, {}).get("kind") != "eval" for i in selected):  # an evaluation has no curves to wait for
         st.caption("No metrics yet: curves appear with the first logged steps.")
     for run in runs:
         details(run.run_id)
-    now_active = any(run.status().get("state") in ACTIVE_STATES for run in runs)
+    now_active = any(RunDir.for_id(i).status().get("state") in ACTIVE_STATES for i in watched)
     if was_active and not now_active:
         st.rerun()  # the run ended: a full rerun rebuilds this view without the timer
 
@@ -151,5 +245,6 @@ def comparison() -> None:
 
 for run_id in selected:
     actions(run_id)
-was_active = any(by_id[i]["state"] in ACTIVE_STATES for i in selected)
+watched = selected + eval_jobs(selected)  # a run's evaluation in progress refreshes its details too
+was_active = any(by_id[i]["state"] in ACTIVE_STATES for i in watched)
 st.fragment(live_view, run_every=REFRESH_S if was_active else None)()

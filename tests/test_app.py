@@ -328,3 +328,48 @@ def test_overview_start_button_queues_the_preset_and_shows_it_everywhere(lab_hom
             for run in jobs.queued_runs():
                 jobs.stop(run.run_id)
     assert RunDir.for_id(run_id).status()["state"] == "cancelled"
+
+
+def test_evaluate_a_finished_run_from_the_runs_page(finished_run, tmp_path):
+    """The Runs page's Evaluate form queues an eval job (zero-shot: no training); a bad path is refused in the
+    page with nothing queued; the job's figures then show in the model's details and the job's own."""
+    from core import jobs
+
+    other = tmp_path / "films.csv"
+    other.write_text("review,stars\nA wonderful film,pos\nDull and long,neg\nLoved it,pos\nAwful acting,neg\n")
+    at = app("pages/runs.py")
+    form = f"eval_form_{finished_run.run_id}"
+    submit = f"FormSubmitter:{form}-Queue the evaluation"
+    assert at.selectbox(key=f"eval_data_{finished_run.run_id}").value.endswith("imdb")  # the offline IMDB, here
+
+    at.selectbox(key=f"eval_data_{finished_run.run_id}").set_value("Another (type it below)")
+    at.text_input(key=f"eval_other_{finished_run.run_id}").input(str(tmp_path / "nowhere.csv"))
+    at.button(key=submit).click().run()
+    assert [e.value for e in at.error] == [f"dataset: no such file or folder: {tmp_path / 'nowhere.csv'}"]
+    assert [r["id"] for r in jobs.list_runs()] == [finished_run.run_id]
+
+    at.text_input(key=f"eval_other_{finished_run.run_id}").input(str(other))
+    at.text_input(key=f"eval_fields_{finished_run.run_id}").input("review")
+    at.text_input(key=f"eval_label_{finished_run.run_id}").input("stars")
+    at.selectbox(key=f"eval_windows_{finished_run.run_id}").set_value(2)
+    at.button(key=submit).click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job_id = next(r["id"] for r in jobs.list_runs() if r["kind"] == "eval")
+    assert any(job_id in s.value for s in at.success)
+    config = RunDir.for_id(job_id).config()
+    assert (config["run"], config["text_fields"], config["label_field"], config["windows"]) == (
+        finished_run.run_id, ["review"], "stars", 2)
+    status = jobs.wait(job_id, timeout=180)
+    assert status["state"] == "completed" and status["metrics"]["n"] == 4
+
+    at = app("pages/runs.py")  # the model's details list the job's figures
+    assert at.multiselect(key="runs_selected").value == [job_id]  # the newest run, shown first
+    at.multiselect(key="runs_selected").set_value([finished_run.run_id]).run()
+    assert "**Evaluations of this model**" in [m.value for m in at.markdown]
+    table = next(d.value for d in at.dataframe if "by" in d.value.columns)
+    scored = table[table["job"] == f"/runs?run={job_id}"]
+    assert scored["n"].tolist() == [4] and scored["accuracy"].tolist() == [status["metrics"]["accuracy"]]
+    at.multiselect(key="runs_selected").set_value([job_id]).run()  # and the job's own: its confusion matrix
+    assert not at.exception, at.exception
+    assert any(job_id in str(m.value) for m in at.markdown)
+    assert [c for c in at.get("plotly_chart") if "films.csv" in str(c.proto)]

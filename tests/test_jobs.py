@@ -132,3 +132,72 @@ def test_two_process_distributed_run_on_cpu(reviews_dir, tiny_model, tmp_path):
     steps = [r["step"] for r in read_jsonl(run.metrics_path) if "loss" in r]
     assert steps == [1, 2, 3, 4]
     assert "--num_processes 2" in run.log_path.read_text()
+
+
+def test_an_eval_job_scores_a_finished_run_on_other_data_in_the_background(reviews_dir, tiny_model, tmp_path):
+    """`eval --background` (what the Runs page's Evaluate form queues): its own folder and worker process, the
+    evaluated run's folder untouched; typos are refused before any folder exists; a wrong column fails the job
+    with the column named, and Resume scores again once the data is right."""
+    (tmp_path / "c.json").write_text(json.dumps(tiny_config(tiny_model, reviews_dir).to_dict()))
+    trained = run_cli("train", "--config", str(tmp_path / "c.json"), "--json")
+    assert trained.returncode == 0, trained.stderr
+    model_run = RunDir.for_id(json.loads(trained.stdout)["run_id"])
+    before = sorted(p.relative_to(model_run.path) for p in model_run.path.rglob("*"))
+    other = tmp_path / "other.csv"
+    other.write_text("text,sentiment\nA wonderful film,positive\nDull and long,negative\nLoved it,positive\n"
+                     "Awful acting,negative\n   ,negative\n")
+
+    out = run_cli("eval", "--run", model_run.run_id[:-2], "--data", str(other), "--label-field", "sentiment",
+                  "--windows", "2", "--background", "--json")
+    assert out.returncode == 0, out.stderr
+    job = RunDir.for_id(json.loads(out.stdout)["run_id"])
+    assert "-eval-" in job.run_id
+    config = json.loads(job.config_path.read_text())
+    assert config["kind"] == "eval" and config["run"] == model_run.run_id  # the prefix was resolved
+    status = jobs.wait(job.run_id, timeout=180)
+    assert status["state"] == "completed", status.get("error")
+    assert status["pid"] != os.getpid()
+    assert status["metrics"]["n"] == 4 and status["metrics"]["skipped_empty"] == 1
+    assert 0 <= status["metrics"]["accuracy"] <= 1
+    saved = job.evals()
+    assert len(saved) == 1 and next(iter(saved.values()))["windows"] == 2
+    assert (job.evals_dir / next(iter(saved)) / "predictions.csv").read_text().count("\n") == 5  # header + 4
+    assert "1 empty review skipped" in job.log_path.read_text()
+    assert sorted(p.relative_to(model_run.path) for p in model_run.path.rglob("*")) == before
+    listed = {r["id"]: r for r in json.loads(run_cli("runs", "--json").stdout)}
+    assert listed[job.run_id]["kind"] == "eval" and listed[job.run_id]["model"] == model_run.run_id
+
+    # Refused before a folder exists: no such run, no such data, a run with no model.
+    for args, message in ((["--run", "nope", "--data", str(other)], "error: run: no run"),
+                          (["--run", model_run.run_id, "--data", str(tmp_path / "missing.csv")],
+                           "error: dataset: no such file or folder"),
+                          (["--run", job.run_id, "--data", str(other)], f"error: run: {job.run_id} has no trained model")):
+        refused = run_cli("eval", *args, "--background")
+        assert refused.returncode == 2 and refused.stderr.strip().startswith(message), refused.stderr
+    assert len([r for r in jobs.list_runs() if r["kind"] == "eval"]) == 1
+
+    # A column the file does not have: the job fails and says which; fixed, Resume scores it.
+    bad = run_cli("eval", "--run", model_run.run_id, "--data", str(other), "--background", "--json")
+    failed = RunDir.for_id(json.loads(bad.stdout)["run_id"])
+    status = jobs.wait(failed.run_id, timeout=180)
+    assert status["state"] == "failed" and status["error"].startswith("label_field: column 'label' is not in")
+    other.write_text(other.read_text().replace("sentiment", "label"))
+    jobs.resume(failed.run_id)
+    assert jobs.wait(failed.run_id, timeout=180)["state"] == "completed"
+
+
+def test_stopping_an_eval_job_is_at_once(reviews_dir, tiny_model, tmp_path):
+    """Nothing to checkpoint: Stop signals the evaluation straight away rather than waiting for a step."""
+    from core.training import train_run
+
+    model_run = RunDir.for_id("20260101-000000-tiny-aaaaaa")
+    train_run(tiny_config(tiny_model, reviews_dir), model_run)
+    big = tmp_path / "big.csv"  # long enough that it is still scoring when stopped
+    big.write_text("text,label\n" + "".join(f"{'A long and rather good film. ' * 60},1\n" for _ in range(4000)))
+    info = json.loads(run_cli("eval", "--run", model_run.run_id, "--data", str(big), "--background", "--json").stdout)
+    job = RunDir.for_id(info["run_id"])
+    wait_for(lambda: job.status().get("phase", "") and job.status()["phase"].startswith("scoring"), what="scoring")
+    started = time.time()
+    status = jobs.stop(job.run_id, timeout=120)
+    assert status["state"] == "stopped" and time.time() - started < 15
+    assert not job.evals()  # nothing half-saved
