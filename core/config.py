@@ -160,13 +160,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        if not isinstance(data, dict):
-            raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: not a RunConfig field (known: {', '.join(sorted(known))})")
-        return cls(**data)
+        return cls(**_known_fields(cls, data))
 
     def replace(self, **changes: Any) -> "RunConfig":
         return RunConfig.from_dict({**self.to_dict(), **changes})
@@ -277,12 +271,19 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EvalConfig":
-        if not isinstance(data, dict):
-            raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"{unknown[0]}: not an EvalConfig field")
-        return cls(**data)
+        return cls(**_known_fields(cls, data))
+
+
+def _known_fields(cls: type, data: Any) -> dict[str, Any]:
+    """`data` if it is a JSON object of `cls`'s fields; else the error that names the first stranger."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        article = "an" if cls.__name__[0] in "AEIOU" else "a"
+        raise ValueError(f"{unknown[0]}: not {article} {cls.__name__} field (known: {', '.join(sorted(known))})")
+    return data
 
 
 # ---------------------------------------------------------------------------------------

@@ -60,3 +60,23 @@ def test_corrupt_config_file_is_a_clear_error(tmp_path):
     bad.write_text('{"model": "x", "epochz": 1}')
     with pytest.raises(ValueError, match="^epochz: not a RunConfig field"):
         load_config_file(bad)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("run", " ", "run: name the run whose model is evaluated"),
+    ("max_samples", 0, "max_samples: must be >= 1 (or empty for all), got 0"),
+    ("windows", 40, "windows: must be between 1 and 32, got 40"),
+    ("confidence", 0.3, "confidence: must be between 0.5 and 1.0, got 0.3"),
+    ("truncation", "middle", "truncation: must be one of head, tail, head_tail, got 'middle'"),
+    ("max_length", "many", "max_length: expected int, got 'many'"),
+    ("scores", 1, "scores: not an EvalConfig field"),
+])
+def test_eval_config_round_trips_and_names_a_bad_field(field, value, message):
+    from core.config import EvalConfig
+
+    cfg = EvalConfig(run="r1", dataset="../shared/data/imdb", text_fields="text", max_samples="2000", windows="2")
+    assert cfg.text_fields == ["text"] and cfg.max_samples == 2000 and cfg.reading == {"windows": 2}
+    assert EvalConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError) as err:
+        EvalConfig.from_dict({**cfg.to_dict(), field: value})
+    assert str(err.value).startswith(message)
