@@ -2,9 +2,11 @@
 
     train     fine-tune one model (foreground)          pipeline  the whole transfer experiment (foreground)
     eval      score a run's model on a dataset          predict   label reviews with a run's model
+              (--background: as a job of its own)
     launch    train/pipeline as a background job        stop      stop (or cancel) a job
     resume    continue a stopped/interrupted job        runs      list runs
     logs      print or follow a run's log               presets   list presets
+    compare   runs side by side                         delete    delete a finished run
 """
 
 from __future__ import annotations
