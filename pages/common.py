@@ -45,9 +45,13 @@ def runs_table() -> list[dict[str, Any]]:
     return jobs.list_runs()
 
 
+def run_name(row: dict[str, Any]) -> str:
+    """What a picker lists: the id and the name, never the state (a picker's label must not change under it)."""
+    return f"{row['id']} · {row['name']}" if row.get("name") else row["id"]
+
+
 def run_label(row: dict[str, Any]) -> str:
-    name = f" · {row['name']}" if row.get("name") else ""
-    return f"{STATE_ICONS.get(row['state'], '')} {row['id']}{name}"
+    return f"{STATE_ICONS.get(row['state'], '')} {run_name(row)}"
 
 
 def headline(row: dict[str, Any]) -> float | None:

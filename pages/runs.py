@@ -11,7 +11,7 @@ from core.data import resolve_local
 from core.pipeline import OTHER_SOURCES
 from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
 from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, metrics_frame, run_label,
-                          runs_frame, runs_table, show_error, through_router)
+                          run_name, runs_frame, runs_table, show_error, through_router)
 
 through_router(__file__)
 st.title("Runs")
@@ -28,8 +28,10 @@ st.dataframe(runs_frame([r for r in rows if not r.get("parent")]), hide_index=Tr
 
 # The selection lives in the URL (?run=<id>), so a reload, a new tab or a shared link shows the same run.
 linked = [r for r in st.query_params.get_all("run") if r in by_id]
+# Labels without the state: the browser sends a multiselect's choice back as its label, and a label that changed
+# with the run's state (running -> completed) would no longer match, dropping the run from the selection.
 selected = st.multiselect("Show runs (several to compare)", list(by_id), default=linked or [rows[0]["id"]],
-                          format_func=lambda i: run_label(by_id[i]), key="runs_selected")
+                          format_func=lambda i: run_name(by_id[i]), key="runs_selected")
 if selected != linked:
     st.query_params["run"] = selected
 if st.session_state.get("runs_flash"):  # what the last Evaluate form queued, said once after its rerun

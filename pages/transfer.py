@@ -6,7 +6,7 @@ import streamlit as st
 from core.pipeline import (ROW_TITLES, collect_results, flipped_predictions, forgetting_by_group, load_results,
                            other_sources_scores, points, row_gaps)
 from core.runs import RunDir
-from pages.common import confusion_figure, predictor_for, run_label, runs_table, show_error, through_router
+from pages.common import confusion_figure, predictor_for, run_name, runs_table, show_error, through_router
 
 
 def in_points(delta: float) -> str:
@@ -22,7 +22,7 @@ if not pipelines:
 by_id = {r["id"]: r for r in pipelines}
 linked = st.query_params.get("pipeline")
 choice = st.selectbox("Pipeline", list(by_id), index=list(by_id).index(linked) if linked in by_id else 0,
-                      format_func=lambda i: run_label(by_id[i]), key="transfer_pipeline")
+                      format_func=lambda i: run_name(by_id[i]), key="transfer_pipeline")  # no state: see runs.py
 st.query_params["pipeline"] = choice
 pipe = RunDir.for_id(choice)
 # A pipeline still running (or stopped part-way) shows the rows it has so far.

@@ -5,6 +5,7 @@ Needs Debian's chromium (/usr/bin/chromium, installed by .ci/run) and Playwright
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -175,9 +176,28 @@ def test_train_watch_and_try_in_the_browser(server, page, lab, tiny_model):
     no_exception(page)
     shot(page, "flow-5-runs-finished")
 
+    # Zero-shot on other data, from the finished run's details: a background eval job, then its figures there.
+    watched = page.url
+    assert "/runs?run=" in watched
+    page.get_by_text("Evaluate this model on a dataset").click()
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").first.click()
+    page.get_by_role("option", name="core/other_sources.csv").click()
+    page.get_by_role("button", name="Queue the evaluation").click()
+    page.get_by_text("Evaluation queued").wait_for(timeout=60_000)
+    # The run picked while it was running stays picked now that it has finished (its label once had its state).
+    assert page.url == watched
+    page.get_by_text("Evaluations of this model").wait_for(timeout=30_000)
+    page.get_by_text("Nothing running or queued").wait_for(timeout=180_000)  # the sidebar's queue, once it is done
+    home, _ = lab
+    done = [json.loads(f.read_text()) for f in (home / "artifacts" / "runs").glob("*-eval-*/status.json")]
+    assert [(s["state"], s["metrics"]["n"]) for s in done] == [("completed", 60)]  # the 60 bundled reviews
+    page.wait_for_timeout(2000)  # tables are drawn on a canvas: the screenshot shows the row
+    no_exception(page)
+    shot(page, "flow-6-evaluated")
+
     page.goto(server + "/try")
     settle(page)
-    shot(page, "flow-6-try-page")
+    shot(page, "flow-7-try-page")
     page.locator("textarea").first.fill("A warm, funny and wonderful film. I loved it.")
     page.get_by_role("button", name="Classify", exact=True).click()
     metric = page.locator('[data-testid="stMetric"]').first
@@ -185,7 +205,7 @@ def test_train_watch_and_try_in_the_browser(server, page, lab, tiny_model):
     text = metric.inner_text()
     assert ("positive" in text or "negative" in text) and "%" in text
     no_exception(page)
-    shot(page, "flow-7-try-answered")
+    shot(page, "flow-8-try-answered")
 
 
 def test_a_page_reopened_after_a_restart_comes_with_the_router(tmp_path, browser):
