@@ -177,6 +177,7 @@ def cmd_delete(args) -> int:
 
 def cmd_runs(args) -> int:
     from .jobs import list_runs
+    from .runs import headline
 
     rows = list_runs()
     if args.json:
@@ -185,7 +186,8 @@ def cmd_runs(args) -> int:
     print(f"{'run':54} {'kind':8} {'state':11} {'progress':>10}  accuracy")
     for r in rows:
         progress = f"{r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
-        acc = r["metrics"].get("test_accuracy") or r["metrics"].get("target_finetuned") or ""
+        acc = headline(r["metrics"])
+        acc = "" if acc is None else acc
         name = f"  └ {r['id'].rsplit('.', 1)[-1]}" if r.get("parent") else r["id"]
         print(f"{name:54} {r['kind']:8} {r['state']:11} {progress:>10}  {acc if acc == '' else f'{acc:.4f}'}")
     return 0

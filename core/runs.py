@@ -196,6 +196,13 @@ class RunDir:
 
 # ---------------------------------------------------------------------------------------
 # Comparing runs: what each reached, and the settings on which they differ (the rest is noise to a reader).
+def headline(metrics: dict[str, Any] | None) -> float | None:
+    """The one accuracy a list shows for a run: a training run's test accuracy, a pipeline's fine-tuned target
+    row, an evaluation's accuracy."""
+    m = metrics or {}
+    return m.get("test_accuracy", m.get("target_finetuned", m.get("accuracy")))
+
+
 def flat_settings(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """`{"source": {"learning_rate": 1e-4}}` -> `{"source.learning_rate": 1e-4}`; lists stay values."""
     out: dict[str, Any] = {}

@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import jobs
 from core.evaluation import Predictor
-from core.runs import ACTIVE_STATES, RunDir
+from core.runs import ACTIVE_STATES, RunDir, headline
 
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏸️", "completed": "✅",
                "failed": "❌", "interrupted": "⚠️", "cancelled": "🚫"}
@@ -54,11 +54,6 @@ def run_label(row: dict[str, Any]) -> str:
     return f"{STATE_ICONS.get(row['state'], '')} {run_name(row)}"
 
 
-def headline(row: dict[str, Any]) -> float | None:
-    m = row.get("metrics") or {}
-    return m.get("test_accuracy", m.get("target_finetuned", m.get("accuracy")))  # train, pipeline, eval
-
-
 def duration(row: dict[str, Any]) -> str:
     start, end = row.get("started_at"), row.get("ended_at") or (time.time() if row["state"] in ACTIVE_STATES else None)
     if not start or not end:
@@ -72,7 +67,7 @@ def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         "run": r["id"], "state": f"{STATE_ICONS.get(r['state'], '')} {r['state']}", "kind": r["kind"],
         "model": r.get("model") or "", "data": " → ".join(Path(d).name for d in str(r.get("dataset") or "").split(" → ")),
         "progress": (r["step"] or 0) / r["total_steps"] if r.get("total_steps") else None,
-        "accuracy": headline(r),
+        "accuracy": headline(r.get("metrics")),
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])) if r.get("started_at") else "",
         "duration": duration(r),
     } for r in rows])

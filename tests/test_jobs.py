@@ -174,6 +174,8 @@ def test_an_eval_job_scores_a_finished_run_on_other_data_in_the_background(revie
     assert sorted(p.relative_to(model_run.path) for p in model_run.path.rglob("*")) == before
     listed = {r["id"]: r for r in json.loads(run_cli("runs", "--json").stdout)}
     assert listed[job.run_id]["kind"] == "eval" and listed[job.run_id]["model"] == model_run.run_id
+    line = next(l for l in run_cli("runs").stdout.splitlines() if l.startswith(job.run_id))
+    assert line.split()[1:3] == ["eval", "completed"] and line.endswith(f"{status['metrics']['accuracy']:.4f}")
 
     # Refused before a folder exists: no such run, no such data, a run with no model.
     for args, message in ((["--run", "nope", "--data", str(other)], "error: run: no run"),
