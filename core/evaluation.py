@@ -269,3 +269,14 @@ def run_eval(cfg: EvalConfig, run: RunDir) -> dict[str, Any]:
     run.log(f"{metrics['dataset']}: accuracy {metrics['accuracy']:.4f}  f1 {metrics['f1']:.4f}  n={metrics['n']} "
             f"({metrics['seconds']} s)")
     return run.update_status(state="completed", metrics=summary, phase=None, ended_at=now())
+
+
+def wrong_predictions(predictions_csv: str | Path):
+    """The reviews an evaluation got wrong, the surest mistakes first: where a model is confidently wrong is
+    the place to look for what the new domain says differently (a film's "unpredictable" is praise, a
+    product's a complaint)."""
+    import pandas as pd
+
+    frame = pd.read_csv(predictions_csv)
+    wrong = frame[frame["predicted"] != frame["label"]]
+    return wrong.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)

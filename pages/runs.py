@@ -1,6 +1,7 @@
 """Runs: the list, actions, live curves read from each run folder's metrics.jsonl, and several runs side by side."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -8,6 +9,7 @@ import streamlit as st
 from core import jobs
 from core.config import PRESETS, EvalConfig
 from core.data import resolve_local
+from core.evaluation import wrong_predictions
 from core.pipeline import OTHER_SOURCES
 from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
 from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, metrics_frame, run_label,
@@ -117,6 +119,15 @@ def details(run_id: str) -> None:
             if m.get("by_group"):
                 st.dataframe(pd.DataFrame([{m["group_field"]: g, **v} for g, v in m["by_group"].items()]),
                              hide_index=True, key=f"groups_{run_id}_{name}")
+            predictions = Path(m.get("predictions", ""))
+            if predictions.is_file():
+                wrong = wrong_predictions(predictions)
+                st.markdown(f"**The {len(wrong)} reviews it got wrong**, the surest mistakes first")
+                st.dataframe(wrong.head(200), hide_index=True, width="stretch", key=f"wrong_{run_id}_{name}",
+                             column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
+                                            "p_positive": st.column_config.NumberColumn("P(positive)", format="%.3f")})
+                st.download_button("Download every prediction (CSV)", predictions.read_bytes(),
+                                   f"{run_id}-predictions.csv", "text/csv", key=f"download_{run_id}_{name}")
     evaluations(run_id, run)
     if state == "completed" and run.has_model() and row.get("kind") != "eval":
         evaluate_form(run_id, run)

@@ -373,3 +373,9 @@ def test_evaluate_a_finished_run_from_the_runs_page(finished_run, tmp_path):
     assert not at.exception, at.exception
     assert any(job_id in str(m.value) for m in at.markdown)
     assert [c for c in at.get("plotly_chart") if "films.csv" in str(c.proto)]
+    wrong = round((1 - status["metrics"]["accuracy"]) * 4)
+    assert f"**The {wrong} reviews it got wrong**, the surest mistakes first" in [m.value for m in at.markdown]
+    mistakes = next(d.value for d in at.dataframe if "probability" in d.value.columns)
+    assert len(mistakes) == wrong and (mistakes["label"] != mistakes["predicted"]).all()
+    assert mistakes["probability"].is_monotonic_decreasing
+    assert at.get("download_button")
