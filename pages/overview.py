@@ -14,7 +14,8 @@ st.markdown(
     "Fine-tune a transformer sentiment classifier on **Amazon reviews**, carry it to **IMDB** movie reviews, "
     "and see what the transfer did. Runs train in the background, so you can close this tab and come back. "
     "The Transfer page compares zero-shot, fine-tuned and a target-only baseline, and Try a review puts the "
-    "models side by side."
+    "models side by side. Any finished model can also be scored zero-shot on other data from its details on the "
+    "Runs page, or fine-tuned further from there."
 )
 
 
