@@ -1,7 +1,6 @@
 """Runs: the list, actions, live curves read from each run folder's metrics.jsonl, and several runs side by side."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -110,24 +109,7 @@ def details(run_id: str) -> None:
     if status.get("metrics"):
         st.json(status["metrics"], expanded=False)
     if row.get("kind") == "eval":
-        scored = (read_json(run.config_path, {}) or {}).get("run")
-        if scored:
-            st.page_link("pages/runs.py", label=f"The model it scores: {scored}", icon="🧠", query_params={"run": scored})
-        for name, m in run.evals().items():  # an eval job's one result: the confusion matrix beside the figures
-            st.plotly_chart(confusion_figure(m["confusion"], f"{m['dataset']}: accuracy {m['accuracy']:.4f}"),
-                            key=f"confusion_{run_id}_{name}")
-            if m.get("by_group"):
-                st.dataframe(pd.DataFrame([{m["group_field"]: g, **v} for g, v in m["by_group"].items()]),
-                             hide_index=True, key=f"groups_{run_id}_{name}")
-            predictions = Path(m.get("predictions", ""))
-            if predictions.is_file():
-                wrong = wrong_predictions(predictions)
-                st.markdown(f"**The {len(wrong)} reviews it got wrong**, the surest mistakes first")
-                st.dataframe(wrong.head(200), hide_index=True, width="stretch", key=f"wrong_{run_id}_{name}",
-                             column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
-                                            "p_positive": st.column_config.NumberColumn("P(positive)", format="%.3f")})
-                st.download_button("Download every prediction (CSV)", predictions.read_bytes(),
-                                   f"{run_id}-predictions.csv", "text/csv", key=f"download_{run_id}_{name}")
+        eval_result(run_id, run)
     evaluations(run_id, run)
     if state == "completed" and run.has_model() and row.get("kind") != "eval":
         evaluate_form(run_id, run)
@@ -140,6 +122,28 @@ def details(run_id: str) -> None:
     with st.expander("Log (last 40 lines)"):
         lines = run.log_path.read_text(errors="replace").splitlines()[-40:] if run.log_path.exists() else []
         st.code("\n".join(lines) or "(empty)")
+
+
+def eval_result(run_id: str, run: RunDir) -> None:
+    """An eval job's one result: which model, the confusion matrix, per group, and the reviews it got wrong."""
+    scored = (read_json(run.config_path, {}) or {}).get("run")
+    if scored:
+        st.page_link("pages/runs.py", label=f"The model it scores: {scored}", icon="🧠", query_params={"run": scored})
+    for name, m in run.evals().items():
+        st.plotly_chart(confusion_figure(m["confusion"], f"{m['dataset']}: accuracy {m['accuracy']:.4f}"),
+                        key=f"confusion_{run_id}_{name}")
+        if m.get("by_group"):
+            st.dataframe(pd.DataFrame([{m["group_field"]: g, **v} for g, v in m["by_group"].items()]),
+                         hide_index=True, key=f"groups_{run_id}_{name}")
+        predictions = run.evals_dir / name / "predictions.csv"  # beside metrics.json, wherever the folder now is
+        if predictions.is_file():
+            wrong = wrong_predictions(predictions)
+            st.markdown(f"**The {len(wrong)} reviews it got wrong**, the surest mistakes first")
+            st.dataframe(wrong.head(200), hide_index=True, width="stretch", key=f"wrong_{run_id}_{name}",
+                         column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
+                                        "p_positive": st.column_config.NumberColumn("P(positive)", format="%.3f")})
+            st.download_button("Download every prediction (CSV)", predictions.read_bytes(),
+                               f"{run_id}-predictions.csv", "text/csv", key=f"download_{run_id}_{name}")
 
 
 def evaluations(run_id: str, run: RunDir) -> None:
