@@ -187,9 +187,8 @@ def cmd_runs(args) -> int:
     for r in rows:
         progress = f"{r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
         acc = headline(r["metrics"])
-        acc = "" if acc is None else acc
         name = f"  └ {r['id'].rsplit('.', 1)[-1]}" if r.get("parent") else r["id"]
-        print(f"{name:54} {r['kind']:8} {r['state']:11} {progress:>10}  {acc if acc == '' else f'{acc:.4f}'}")
+        print(f"{name:54} {r['kind']:8} {r['state']:11} {progress:>10}  {'' if acc is None else f'{acc:.4f}'}")
     return 0
 
 

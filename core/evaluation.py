@@ -253,22 +253,18 @@ def evaluate_config(cfg: EvalConfig, save_to: RunDir | None = None, name: str | 
 def run_eval(cfg: EvalConfig, run: RunDir) -> dict[str, Any]:
     """The eval job's body, in its worker process: score, and keep everything in the job's own folder
     (evals/<data>/metrics.json and predictions.csv; the figures in status.json). Never leaves it 'running'."""
-    import traceback
-
     run.mark_worker()
     run.update_status(state="running", phase=f"scoring {cfg.dataset} ({cfg.split})", error=None,
                       started_at=run.status().get("started_at") or now())
     try:
         metrics, _ = evaluate_config(cfg, save_to=run, log=run.log)
     except Exception as exc:
-        run.log(traceback.format_exc())
-        run.update_status(state="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                          ended_at=now(), phase=None)
+        run.fail(exc)
         raise
     summary = {k: metrics[k] for k in ("accuracy", "f1", "n", "dataset", "windows_read", "skipped_empty")}
     run.log(f"{metrics['dataset']}: accuracy {metrics['accuracy']:.4f}  f1 {metrics['f1']:.4f}  n={metrics['n']} "
             f"({metrics['seconds']} s)")
-    return run.update_status(state="completed", metrics=summary, phase=None, ended_at=now())
+    return run.update_status(state="completed", metrics=summary, ended_at=now())  # a finished run has no phase
 
 
 def wrong_predictions(predictions_csv: str | Path):

@@ -19,7 +19,7 @@ from typing import Any
 from .config import PipelineConfig, RunConfig
 from .data import load_test_split
 from .evaluation import Predictor, evaluate, scoring_label
-from .runs import RunDir, now, read_json, write_json_atomic
+from .runs import RunDir, error_line, now, read_json, write_json_atomic
 from .training import train_run
 
 ROW_NAMES = ("source", "target_zero_shot", "target_finetuned", "source_after_target", "target_only_baseline")
@@ -91,8 +91,7 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
         current = pipe.status().get("stage")
         if current and current in stages:
             stages[current]["state"] = "failed"
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        pipe.update_status(state="failed", error=f"stage {current}: {message}", stages=stages, ended_at=now(),
+        pipe.update_status(state="failed", error=f"stage {current}: {error_line(exc)}", stages=stages, ended_at=now(),
                            wall_s=round(wall_before + time.time() - t0, 1))
         raise
 

@@ -193,6 +193,18 @@ class RunDir:
         with open(self.log_path, "a", encoding="utf-8") as fh:
             fh.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
 
+    def fail(self, exc: BaseException) -> dict[str, Any]:
+        """The worker's last word on an error: the traceback in log.txt, its first line in status.json."""
+        import traceback
+
+        self.log("".join(traceback.format_exception(exc)))
+        return self.update_status(state="failed", error=error_line(exc), ended_at=now())
+
+
+def error_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type when it has none): what status.json and the UI show."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
 
 # ---------------------------------------------------------------------------------------
 # Comparing runs: what each reached, and the settings on which they differ (the rest is noise to a reader).

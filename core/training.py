@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -194,9 +193,7 @@ def train_run(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         raise
     except Exception as exc:  # the run folder must say what went wrong, then the caller decides
         if main:
-            run.log(traceback.format_exc())
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            run.update_status(state="failed", error=message, ended_at=now())
+            run.fail(exc)
         raise
     return result
 
