@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import shutil
@@ -125,10 +126,16 @@ def load_table(dataset: str, split: str, dataset_config: str | None = None):
             raise ValueError(f"dataset: {path.name} is not .parquet, .csv or .jsonl")
         if path.stat().st_size == 0:
             raise ValueError(f"dataset: {path} is empty")
+        # The file's readers log their parser error before raising it; the ValueError below says it in one line.
+        readers = logging.getLogger("datasets.packaged_modules")
+        level = readers.level
+        readers.setLevel(logging.CRITICAL)
         try:
             return datasets.load_dataset(fmt, data_files=str(path), split="train")
         except Exception as exc:  # pyarrow / pandas parser errors are long: keep their first line
             raise ValueError(f"dataset: cannot read {path.name} as {fmt}: {_first_line(exc)}") from None
+        finally:
+            readers.setLevel(level)
 
     from .modeling import hub_reachable
 

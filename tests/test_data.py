@@ -116,14 +116,15 @@ def test_empty_reviews_are_dropped_and_all_empty_is_an_error(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("", "^dataset: .* is empty"),
     # the parser's own reason, not datasets' "An error occurred while generating the dataset"
-    ("text,label\n\"unclosed,1\nfoo", "^dataset: cannot read bad.csv as csv: .*EOF inside string"),
+    ("text,label\n\"fine\",1\n\"unclosed,1\nfoo", "^dataset: cannot read bad.csv as csv: .*EOF inside string"),
     ("comment,stars\nnice,5\n", "^text_fields: cannot guess"),
 ])
-def test_bad_files_give_one_line_errors(tmp_path, content, message):
+def test_bad_files_give_one_line_errors(tmp_path, capfd, content, message):
     f = tmp_path / "bad.csv"
     f.write_text(content)
     with pytest.raises(ValueError, match=message):
         load_eval_examples(str(f))
+    assert "Failed to read file" not in capfd.readouterr().err  # the reader's own log line, said again
 
 
 def test_hub_dataset_when_offline_says_so():
