@@ -77,3 +77,25 @@ def test_runtime_probe_says_what_it_needs_when_onnxruntime_is_missing():
                          text=True, timeout=120, env=dict(os.environ))
     assert out.returncode == 2
     assert out.stderr.strip() == "error: this probe needs onnx and onnxruntime (pip install onnx onnxruntime)"
+
+
+def test_soup_of_a_model_with_itself_is_that_model(tmp_path, reviews_dir, tiny_model):
+    """bench/soup.py: each model, their ensemble (mean probability) and their soup (mean weights) on the same rows.
+    Averaging a model with itself, either way, must give back exactly that model's accuracy."""
+    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model)
+    assert run_pipeline(pcfg, RunDir.for_id("p3"))["state"] == "completed"
+
+    def soup(*runs: str) -> dict:
+        cmd = [sys.executable, "bench/soup.py", "--runs", *runs, "--data", str(pcfg.target.dataset),
+               "--rows", "0:40", "--max-length", "16", "--windows", "2"]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)
+
+    same = soup("p3.source", str(RunDir.find("p3.source").model_dir))  # a run id and its model folder: one model
+    alone = same["models"]["p3.source"]
+    assert same["n"] == 40 and same["reading"] == "16 tokens x 2 windows"
+    assert same["ensemble"] == same["soup"] == alone
+    pair = soup("p3.source", "p3.target")
+    assert set(pair["models"]) == {"p3.source", "p3.target"} and set(pair["ensembles"]) == {"0+1"}
+    assert pair["models"]["p3.source"] == alone and 0 <= pair["soup"] <= 1
