@@ -10,6 +10,8 @@ follows. Prints one JSON object. README, "What offline-quick measures", quotes i
     # the threshold was chosen on IMDB train rows no stage trains on, not on the test rows
     python bench/window_confidence.py --run PIPELINE.target --split train --rows 20000:22000
     python bench/window_confidence.py --run PIPELINE.target --rows 0:2000      # IMDB test[:2000]
+    # combine the windows by their mean log-odds instead of core's mean probability
+    python bench/window_confidence.py --run PIPELINE.source --split train --rows 20000:22000 --max-length 64 --windows 6 --average log-odds
 """
 from __future__ import annotations
 
@@ -28,6 +30,26 @@ from core.data import load_eval_examples  # noqa: E402
 from core.evaluation import Predictor, read_windows  # noqa: E402
 
 
+def read_windows_log_odds(owner: np.ndarray, n_texts: int, score, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """`core.evaluation.read_windows`'s order and stopping rule (end, start, then the middle; stop once one label
+    reaches `confidence`), with the windows combined by their mean log-odds instead of their mean probability."""
+    per_text: list[list[int]] = [[] for _ in range(n_texts)]
+    for w, t in enumerate(owner):
+        per_text[t].append(w)
+    order = [ws[-1:] + ws[:-1] for ws in per_text]
+    p = score(np.arange(len(owner)))[:, 1].astype(np.float64) if confidence >= 1.0 else None
+    total, reads = np.zeros(n_texts), np.zeros(n_texts, dtype=np.int64)
+    for t, windows in enumerate(order):
+        for w in windows:
+            pw = p[w] if p is not None else float(score(np.asarray([w]))[0, 1])
+            total[t] += np.log(pw + 1e-7) - np.log(1 - pw + 1e-7)
+            reads[t] += 1
+            if confidence < 1.0 and 1 / (1 + np.exp(-abs(total[t] / reads[t]))) >= confidence:
+                break
+    positive = 1 / (1 + np.exp(-total / reads))
+    return np.stack([1 - positive, positive], axis=1), reads
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="run id (or folder) whose model is scored")
@@ -38,6 +60,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=112, help="tokens per window")
     ap.add_argument("--windows", type=int, default=2)
     ap.add_argument("--confidences", default="0.8,0.85,0.88,0.9,0.92,0.95")
+    ap.add_argument("--average", choices=("probability", "log-odds"), default="probability",
+                    help="how a review's windows are combined: core's mean probability, or the mean of their log-odds")
     args = ap.parse_args()
 
     a, b = (int(x) for x in args.rows.split(":"))
@@ -56,14 +80,17 @@ def main() -> None:
             scored.append(picked)
             return cached[picked]
 
-        probs, reads = read_windows(owner, len(examples), lookup, confidence)
+        if args.average == "log-odds":
+            probs, reads = read_windows_log_odds(owner, len(examples), lookup, confidence)
+        else:
+            probs, reads = read_windows(owner, len(examples), lookup, confidence)
         tokens = lengths[np.concatenate(scored)].sum() / lengths.sum()
         return {"confidence": confidence, "accuracy": round(float((probs.argmax(1) == examples.labels).mean()), 4),
                 "windows_read": round(float(reads.mean()), 3), "tokens": round(float(tokens), 3)}
 
     rows = [replay(1.0)] + [replay(float(c)) for c in args.confidences.split(",")]
     print(json.dumps({"run": args.run, "data": examples.source, "n": len(examples), "max_length": args.max_length,
-                      "windows": args.windows, "scoring_s_all_windows": round(seconds, 1), "rows": rows}, indent=1))
+                      "windows": args.windows, "average": args.average, "scoring_s_all_windows": round(seconds, 1), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

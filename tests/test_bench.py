@@ -99,3 +99,27 @@ def test_soup_of_a_model_with_itself_is_that_model(tmp_path, reviews_dir, tiny_m
     pair = soup("p3.source", "p3.target")
     assert set(pair["models"]) == {"p3.source", "p3.target"} and set(pair["ensembles"]) == {"0+1"}
     assert pair["models"]["p3.source"] == alone and 0 <= pair["soup"] <= 1
+
+
+def test_window_confidence_replays_both_ways_of_averaging(tmp_path, reviews_dir, tiny_model):
+    """bench/window_confidence.py: one scoring pass, every threshold replayed, windows combined by mean probability
+    (core's rule) or mean log-odds. With one window per review the two are the same reading."""
+    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model)
+    assert run_pipeline(pcfg, RunDir.for_id("p4"))["state"] == "completed"
+
+    def probe(windows: int, average: str) -> dict:
+        cmd = [sys.executable, "bench/window_confidence.py", "--run", "p4.source", "--data", str(pcfg.target.dataset),
+               "--split", "train", "--rows", "0:40", "--max-length", "8", "--windows", str(windows),
+               "--confidences", "0.5,0.6", "--average", average]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)
+
+    one = [probe(1, average)["rows"] for average in ("probability", "log-odds")]
+    assert one[0] == one[1]
+    for average in ("probability", "log-odds"):
+        rows = probe(4, average)["rows"]
+        assert [r["confidence"] for r in rows] == [1.0, 0.5, 0.6]
+        assert rows[0]["tokens"] == 1.0 and rows[0]["windows_read"] > 1  # the reviews run past 8 tokens
+        # p 0.5 is reached by the end window alone: one window a review, the fewest tokens
+        assert rows[1]["windows_read"] == 1.0 and rows[1]["tokens"] <= rows[2]["tokens"] <= 1.0
