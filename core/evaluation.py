@@ -71,10 +71,7 @@ class Predictor:
     @classmethod
     def from_run(cls, ref: str, **overrides: Any) -> "Predictor":
         run = RunDir.find(ref)
-        if not run.has_model():
-            state = run.status().get("state", "unknown")
-            raise ValueError(f"run: {run.run_id} has no trained model (state: {state})")
-        return cls.from_folder(run.model_dir, name=run.run_id, **overrides)
+        return cls.from_folder(run.require_model(), name=run.run_id, **overrides)
 
     @property
     def scoring(self) -> str:

@@ -192,9 +192,7 @@ def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_i
 
     if isinstance(config, EvalConfig):
         model_run = RunDir.find(config.run)
-        if not model_run.has_model():
-            state = model_run.status().get("state", "unknown")
-            raise ValueError(f"run: {model_run.run_id} has no trained model to evaluate (state: {state})")
+        model_run.require_model()
         preflight_dataset(config.dataset)
         config = EvalConfig.from_dict({**config.to_dict(), "run": model_run.run_id})  # a prefix becomes the id
     else:

@@ -181,6 +181,12 @@ class RunDir:
     def has_model(self) -> bool:
         return (self.model_dir / "config.json").exists() and any(self.model_dir.glob("*.safetensors"))
 
+    def require_model(self) -> Path:
+        """The folder of this run's trained model, or the error that says the run has none yet."""
+        if not self.has_model():
+            raise ValueError(f"run: {self.run_id} has no trained model (state: {self.status().get('state', 'unknown')})")
+        return self.model_dir
+
     def request_stop(self) -> None:
         self.stop_flag.write_text(str(now()))
 
