@@ -124,6 +124,8 @@ def test_every_page_loads(server, page, path, heading):
     # Widgets are drawn as grey skeletons until their first render: the page is loaded when none is left.
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=30_000)
     no_exception(page)
+    # .streamlit/config.toml's toolbarMode: a local lab offers no "Deploy" to Streamlit's cloud
+    assert page.get_by_role("button", name="Deploy").count() == 0
     shot(page, f"page-{path.strip('/') or 'overview'}")
 
 
