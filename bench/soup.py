@@ -6,7 +6,7 @@ Wortsman et al. 2022: the scoring cost of one model, and a plain checkpoint a `p
 only makes sense for models fine-tuned from the same pretrained weights with the same head
 initialisation (the same `seed`), e.g. the variants `bench/source_sweep.py --home DIR` keeps. Every
 model reads the rows the same way (the first model's saved reading unless overridden). Prints one
-JSON object. README, "What offline-quick measures", quotes it:
+JSON object. bench/README.md, "What offline-quick measures", quotes it:
 
     python bench/soup.py --runs DIR_A/runs/source DIR_B/runs/source --split train --rows 20000:22000
 """

@@ -10,7 +10,7 @@ several variants can run side by side (on a GPU they share the card) and a drive
     python bench/source_sweep.py --preset offline-full --set learning_rate=3e-5 --rows 20000:24884
     python bench/source_sweep.py --preset offline-full --set seed=1          # the spread of one seed
 
-README, "What offline-full measures", quotes it. The source test accuracy is the run's own (Amazon test).
+bench/README.md, "What offline-full measures", quotes it. The source test accuracy is the run's own (Amazon test).
 """
 from __future__ import annotations
 

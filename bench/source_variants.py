@@ -3,7 +3,7 @@
 A plain PyTorch loop, deliberately outside `core` so the variants (text fields, domains, pooling) need no
 RunConfig fields (the tokens are cut by core's `Encoder`, as the pipeline cuts them): train the offline MiniLM
 encoder for one epoch on N Amazon reviews, then score the first IMDB test reviews (and, with --amazon, the Amazon test split) at 128 tokens head+tail. Prints one JSON line.
-README, "What offline-quick measures", quotes its figures:
+bench/README.md, "What offline-quick measures", quotes its figures:
 
     python bench/source_variants.py                      # title + content, all four domains, [CLS] pooler
     python bench/source_variants.py --train 6400 --max-length 16 --amazon   # more reviews, fewer tokens each

@@ -5,7 +5,7 @@ Scores every window of a run's model on some labelled rows once, then replays th
 p) for each threshold from those cached probabilities, so a sweep costs one scoring pass. The first
 line of the output is the baseline measured in the same run: every window read (`confidence` 1.0).
 `tokens` is the share of the baseline's tokens each threshold reads, which is what scoring time
-follows. Prints one JSON object. README, "What offline-quick measures", quotes it:
+follows. Prints one JSON object. bench/README.md, "What offline-quick measures", quotes it:
 
     # the threshold was chosen on IMDB train rows no stage trains on, not on the test rows
     python bench/window_confidence.py --run PIPELINE.target --split train --rows 20000:22000

@@ -308,7 +308,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                        learning_rate=2e-5, warmup_ratio=0.06, eval_steps=500, logging_steps=50,
                        early_stopping_patience=3, precision="fp16"),
     },
-    # Measured on 2 CPU cores (README, "What offline-quick measures"): MiniLM's cost follows the
+    # Measured on 2 CPU cores (bench/README.md, "What offline-quick measures"): MiniLM's cost follows the
     # tokens it reads (this shared VM's speed drifts by a fifth within an hour), and the five
     # evaluations (1,600 + 2,000 x 3 + 1,600 reviews) are half the budget. The source stage reads
     # every Amazon training review, but only 16 tokens of each (the title and the last words:
@@ -331,7 +331,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                        truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
                        learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
     },
-    # Measured on an H200 (README, "What offline-full measures"; bench/offline_full_gpu.sh), every choice made on
+    # Measured on an H200 (bench/README.md, "What offline-full measures"; offline_full_gpu.sh), every choice made on
     # held-out IMDB *train* rows, never on the test split: a third source epoch; source batches drawn at random
     # rather than grouped by length (zero-shot IMDB +1 point on average over four seeds, and a quarter of the
     # spread); and a second 512-token window for the IMDB reviews that run longer (+0.2 points in 9 of 10 source
