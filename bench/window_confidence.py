@@ -27,16 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.data import load_eval_examples  # noqa: E402
-from core.evaluation import Predictor, read_windows  # noqa: E402
+from core.evaluation import Predictor, read_windows, reading_order  # noqa: E402
 
 
 def read_windows_log_odds(owner: np.ndarray, n_texts: int, score, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """`core.evaluation.read_windows`'s order and stopping rule (end, start, then the middle; stop once one label
     reaches `confidence`), with the windows combined by their mean log-odds instead of their mean probability."""
-    per_text: list[list[int]] = [[] for _ in range(n_texts)]
-    for w, t in enumerate(owner):
-        per_text[t].append(w)
-    order = [ws[-1:] + ws[:-1] for ws in per_text]
+    order = reading_order(owner, n_texts)
     p = score(np.arange(len(owner)))[:, 1].astype(np.float64) if confidence >= 1.0 else None
     total, reads = np.zeros(n_texts), np.zeros(n_texts, dtype=np.int64)
     for t, windows in enumerate(order):

@@ -119,6 +119,14 @@ def saved_reading(model_dir: str | Path) -> dict[str, Any]:
     return {**DEFAULT_READING, **(read_json(Path(model_dir) / INFERENCE_FILE, {}) or {})}
 
 
+def reading_order(owner: np.ndarray, n_texts: int) -> list[list[int]]:
+    """Each text's windows in the order an adaptive reading scores them: the end, the start, then the middle."""
+    per_text: list[list[int]] = [[] for _ in range(n_texts)]
+    for w, t in enumerate(owner):
+        per_text[t].append(w)
+    return [ws[-1:] + ws[:-1] for ws in per_text]
+
+
 def read_windows(owner: np.ndarray, n_texts: int, score: Callable[[np.ndarray], np.ndarray],
                  confidence: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Average each text's window probabilities; return them and how many windows each text read.
@@ -136,10 +144,7 @@ def read_windows(owner: np.ndarray, n_texts: int, score: Callable[[np.ndarray], 
         np.add.at(sums, owner, score(np.arange(len(owner))))
         np.add.at(reads, owner, 1)
         return sums / reads[:, None], reads
-    per_text: list[list[int]] = [[] for _ in range(n_texts)]
-    for w, t in enumerate(owner):
-        per_text[t].append(w)
-    order = [ws[-1:] + ws[:-1] for ws in per_text]  # end, start, then the middle
+    order = reading_order(owner, n_texts)
     pending = np.arange(n_texts)
     for k in range(max(len(o) for o in order)):
         pending = pending[[k < len(order[t]) for t in pending]]

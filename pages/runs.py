@@ -154,13 +154,15 @@ def evaluations(run_id: str, run: RunDir) -> None:
                 "scored as": f"{m['max_length']} tokens, {m.get('windows', 1)} window(s)" if m.get("max_length") else "",
                 "by": by, "job": f"/runs?run={job}" if job else None}
 
+    if not run.has_model():
+        return
     table = [line(m, "this run") for m in run.evals().values()]
     for job_id in eval_jobs([run_id]):
         job = RunDir.for_id(job_id)  # the folder, not the index: fresh on every refresh
         state = job.status().get("state", "?")
         saved = next(iter(job.evals().values()), {})
         table.append(line(saved, f"{STATE_ICONS.get(state, '')} {state} (eval job)", by_id[job_id].get("dataset"), job_id))
-    if table and run.has_model():
+    if table:
         st.markdown("**Evaluations of this model**")
         st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=f"evals_{run_id}",
                      column_config={"accuracy": st.column_config.NumberColumn(format="%.4f"),
