@@ -275,7 +275,7 @@ def load_splits(cfg) -> Splits:
         val_rows = np.sort(rng.choice(unused, size=val_n, replace=False))
     else:
         if val_n >= base:
-            raise ValueError(f"validation_size: {cfg.validation_size} leaves no training rows out of {base}")
+            raise ValueError(f"validation_size: {val_n} validation rows leave no training rows out of {base}")
         perm = rng.permutation(train_rows)
         val_rows, train_rows = np.sort(perm[:val_n]), np.sort(perm[val_n:])
 
