@@ -90,6 +90,11 @@ def test_splits_keep_first_n_and_validation_apart(reviews_dir, tiny_model):
     assert len(s.test) == 16 and s.test.source == "reviews:test"
 
 
+def test_a_validation_split_that_leaves_nothing_to_train_on_is_named(reviews_dir, tiny_model):
+    with pytest.raises(ValueError, match=r"^validation_size: 48 validation rows leave no training rows out of 48$"):
+        load_splits(tiny_config(tiny_model, reviews_dir, max_train_samples=None, validation_size=48.0))
+
+
 def test_a_single_file_gets_a_held_out_test_split(tmp_path, tiny_model):
     f = tmp_path / "mine.csv"
     review_frame(50).rename(columns={"content": "review"}).to_csv(f, index=False)
