@@ -263,7 +263,7 @@ def cmd_train_rank(args) -> int:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m core", description="Sentiment Transfer Lab engine.",
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")  # not the internal _commands
 
     p = sub.add_parser("train", help="fine-tune one model in the foreground")
     _config_args(p)

@@ -15,6 +15,13 @@ def test_every_command_has_help(command):
     assert out.returncode == 0 and "usage:" in out.stdout
 
 
+def test_the_top_level_help_lists_the_users_commands_only():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    assert all(f"    {c} " in out.stdout for c in COMMANDS + ["compare", "delete"])
+    assert "_dispatch" not in out.stdout and "_train_rank" not in out.stdout  # the job system's own commands
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "learning_rate=-0.001"], "error: learning_rate: must be > 0"),
     (["--set", "epochs=0"], "error: epochs: must be > 0"),
