@@ -107,7 +107,8 @@ def details(run_id: str) -> None:
         st.page_link("pages/train.py", label="Fine-tune this model further (Train page)", icon="🏋️",
                      query_params={"init_from": run_id})
     if status.get("metrics"):
-        st.json(status["metrics"], expanded=False)
+        with st.expander("Final metrics (status.json)"):
+            st.json(status["metrics"])
     if row.get("kind") == "eval":
         eval_result(run_id, run)
     evaluations(run_id, run)
