@@ -379,3 +379,17 @@ def test_evaluate_a_finished_run_from_the_runs_page(finished_run, tmp_path):
     assert len(mistakes) == wrong and (mistakes["label"] != mistakes["predicted"]).all()
     assert mistakes["probability"].is_monotonic_decreasing
     assert at.get("download_button")
+
+
+def test_curves_keep_their_axes_where_the_quantity_lives():
+    import pandas as pd
+
+    from pages.common import curve_figure
+
+    # A stopped run's one evaluation, and a resumed run's flat one: Plotly alone pads those to 0.5-1.5 and -0.5-1.
+    frame = pd.DataFrame({"step": [72, 75], "eval_accuracy": [0.88, 0.88], "eval_loss": [0.32, None]})
+    low, high = curve_figure({"run": frame}, "eval_accuracy", "Validation accuracy").layout.yaxis.range
+    assert 0.8 < low < 0.88 < high <= 1.01
+    _, high = curve_figure({"run": frame.assign(eval_accuracy=[0.99, 1.0])}, "eval_accuracy", "v").layout.yaxis.range
+    assert high == 1.01
+    assert curve_figure({"run": frame}, "eval_loss", "Validation loss").layout.yaxis.rangemode == "nonnegative"
