@@ -132,12 +132,14 @@ def test_every_page_loads(server, page, path, heading):
 def pick(page, select, option: str) -> None:
     """Choose an option of a selectbox as a user does: open it, and open it again if it closed under the click.
     (A click that lands while the expander above it is still opening focuses the box, and its list closes at once.)"""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for attempt in range(3):
         select.click()
         try:
             page.get_by_role("option", name=option).click(timeout=5_000)
             return
-        except Exception:
+        except PlaywrightTimeout:
             if attempt == 2:
                 raise
             page.keyboard.press("Escape")
