@@ -30,12 +30,9 @@ from core.evaluation import Predictor  # noqa: E402
 
 
 def load(ref: str, **reading) -> Predictor:
-    """A run id, a run folder or a model folder."""
-    path = Path(ref)
-    if (path / "model" / "config.json").exists():
-        path = path / "model"
-    if (path / "config.json").exists() and (path / "model.safetensors").exists():
-        return Predictor.from_folder(path, **reading)
+    """A model folder, or what `Predictor.from_run` takes: a run id, an id prefix or a run folder."""
+    if (Path(ref) / "model.safetensors").exists():
+        return Predictor.from_folder(ref, **reading)
     return Predictor.from_run(ref, **reading)
 
 

@@ -135,12 +135,13 @@ def curve_figure(frames: dict[str, pd.DataFrame], column: str, title: str, x: st
         fig.add_trace(go.Scatter(x=part[x], y=part[column], name=name, mode=mode))
     fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x,
                       legend=dict(orientation="h", y=-0.3), showlegend=len(frames) > 1)
-    values = [float(v) for trace in fig.data for v in trace.y]
-    if column == "eval_accuracy" and values:
+    if column == "eval_accuracy":
         # An accuracy lives in [0, 1]: a flat or one-point curve is not padded out to 1.5 by Plotly's autorange.
-        lo, hi = min(values), max(values)
-        pad = max(0.02, 0.1 * (hi - lo))
-        fig.update_yaxes(range=[max(0.0, lo - pad), min(1.01, hi + pad)])
+        values = [float(v) for trace in fig.data for v in trace.y]
+        if values:
+            lo, hi = min(values), max(values)
+            pad = max(0.02, 0.1 * (hi - lo))
+            fig.update_yaxes(range=[max(0.0, lo - pad), min(1.01, hi + pad)])
     else:  # losses, learning rates and throughput are never negative: no axis down to -0.5 for one point
         fig.update_yaxes(rangemode="nonnegative")
     if not fig.data:  # say so, rather than draw empty axes (validation curves wait for the first evaluation)
