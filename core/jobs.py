@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import EvalConfig, PipelineConfig, RunConfig
-from .runs import (PROJECT_ROOT, TERMINAL_STATES, RunDir, artifacts_root, iter_runs, new_run_id, now,
+from .runs import (ACTIVE_STATES, PROJECT_ROOT, TERMINAL_STATES, RunDir, artifacts_root, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
 
 
@@ -139,12 +139,26 @@ def list_runs(reconcile_first: bool = True) -> list[dict[str, Any]]:
     for r in rows:
         if r.get("parent"):
             stages.setdefault(r["parent"], []).append(r)
+    for r in rows:
+        r["progress"] = _progress(r, stages.get(r["id"], []))
     ordered = []
     for r in rows:
         if not r.get("parent"):
             ordered.append(r)
             ordered.extend(sorted(stages.pop(r["id"], []), key=lambda s: s.get("started_at") or 0))
     return ordered + [r for group in stages.values() for r in group]  # stages whose pipeline was deleted
+
+
+def _progress(row: dict[str, Any], stages: list[dict[str, Any]]) -> float | None:
+    """How far a run is, 0-1. A pipeline's step counts finished stages, so the running stage's own share is added:
+    a pipeline an hour into its first stage of five reads more than 0%."""
+    if not row.get("total_steps"):
+        return None
+    done = row["step"] or 0
+    if row["state"] in ACTIVE_STATES and done < row["total_steps"]:
+        running = [s for s in stages if s["state"] in ("running", "stopping") and s.get("total_steps")]
+        done += min((running[-1]["step"] or 0) / running[-1]["total_steps"], 1.0) if running else 0.0
+    return min(done / row["total_steps"], 1.0)
 
 
 # ---------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame([{
         "run": r["id"], "state": f"{STATE_ICONS.get(r['state'], '')} {r['state']}", "kind": r["kind"],
         "model": r.get("model") or "", "data": " → ".join(Path(d).name for d in str(r.get("dataset") or "").split(" → ")),
-        "progress": (r["step"] or 0) / r["total_steps"] if r.get("total_steps") else None,
+        "progress": r.get("progress"),
         "accuracy": headline(r.get("metrics")),
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])) if r.get("started_at") else "",
         "duration": duration(r),

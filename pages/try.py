@@ -18,13 +18,14 @@ if not models:
     st.stop()
 
 
-def pipeline_pair() -> list[str]:
-    """The newest completed pipeline's zero-shot (stage 1) and fine-tuned (stage 2) models."""
+def pipeline_models() -> list[str]:
+    """The newest completed pipeline's zero-shot (stage 1) and fine-tuned (stage 2) models, and its target-only
+    baseline where it trained one: the comparison table's three models, on the user's own review."""
     for r in rows:
         if r["kind"] == "pipeline" and load_results(RunDir.for_id(r["id"])):
             pair = [f"{r['id']}.source", f"{r['id']}.target"]
             if all(p in models for p in pair):
-                return pair
+                return pair + [f"{r['id']}.baseline"] * (f"{r['id']}.baseline" in models)
     return []
 
 
@@ -42,7 +43,7 @@ def model_title(run_id: str) -> str:
 
 
 OWN = "own"
-chosen = st.multiselect("Models", models, default=pipeline_pair() or models[:1], key="try_models",
+chosen = st.multiselect("Models", models, default=pipeline_models() or models[:1], key="try_models",
                         format_func=model_title,
                         help="Stage-1 (source) models answer zero-shot; stage-2 (target) models after fine-tuning.")
 # A pipeline's table scores the source model on the target zero-shot the way the target stage reads

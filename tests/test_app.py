@@ -223,22 +223,24 @@ def finished_pipeline(tmp_path, reviews_dir, tiny_model):
 def test_try_page_reads_a_pipelines_two_models_as_its_table_did(finished_pipeline):
     pid = finished_pipeline.run_id
     at = app("pages/try.py")
-    assert at.multiselect(key="try_models").value == [f"{pid}.source", f"{pid}.target"]
+    assert at.multiselect(key="try_models").value == [f"{pid}.source", f"{pid}.target", f"{pid}.baseline"]
     # The zero-shot row scored the source model the way the target stage reads: so does the page, by default.
     assert at.selectbox(key="try_read_as").value == f"{pid}.target"
     at.text_area(key="try_text").input("A slow start, but a wonderful film.")
     at.button(key="try_go").click().run()
     captions = [c.value for c in at.caption if c.value.startswith(pid)]
-    assert captions == [f"{pid}.source · 16 tokens x up to 2 windows, stop at p 0.9",
-                        f"{pid}.target · 16 tokens x up to 2 windows, stop at p 0.9"]
+    assert captions == [f"{pid}.{stage} · 16 tokens x up to 2 windows, stop at p 0.9"
+                        for stage in ("source", "target", "baseline")]
     # Each answer says which model gave it in words, not only as a run id.
     titles = [m.value for m in at.markdown if m.value.startswith("**")]
-    assert titles[-2:] == ["**Zero-shot: trained on the source only**", "**Fine-tuned on the target**"]
+    assert titles[-3:] == ["**Zero-shot: trained on the source only**", "**Fine-tuned on the target**",
+                           "**Target-only baseline**"]
     at.selectbox(key="try_read_as").set_value("own")
     at.button(key="try_go").click().run()
     captions = [c.value for c in at.caption if c.value.startswith(pid)]
-    assert captions == [f"{pid}.source · 32 tokens head_tail", f"{pid}.target · 16 tokens x up to 2 windows, stop at p 0.9"]
-    assert not at.exception and len(at.metric) == 2
+    assert captions == [f"{pid}.source · 32 tokens head_tail", f"{pid}.target · 16 tokens x up to 2 windows, stop at p 0.9",
+                        f"{pid}.baseline · 16 tokens x up to 2 windows, stop at p 0.9"]
+    assert not at.exception and len(at.metric) == 3
 
 
 def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipeline):

@@ -108,6 +108,24 @@ def test_a_stale_running_badge_is_reconciled(lab_home):
     assert run.status()["state"] == "interrupted"
 
 
+def test_a_pipeline_s_progress_counts_the_stage_it_is_in(lab_home):
+    """Its step counts finished stages (1 of 5); half-way through the next one it reads 30%, not 20%."""
+    alive = dict(pid=os.getpid(), host=os.uname().nodename, started_at=time.time())
+    for run_id, config, status in [
+            ("p2", {"kind": "pipeline"}, dict(state="running", step=1, total_steps=5, stage="target")),
+            ("p2.source", {"parent": "p2"}, dict(state="completed", step=60, total_steps=60)),
+            ("p2.target", {"parent": "p2"}, dict(state="running", step=30, total_steps=60)),
+            ("solo", {}, dict(state="running", step=15, total_steps=60))]:
+        run = RunDir.for_id(run_id)
+        run.path.mkdir(parents=True)
+        (run.path / "config.json").write_text(json.dumps(config))
+        run.update_status(**status, **alive)
+    progress = {r["id"]: r["progress"] for r in jobs.list_runs()}
+    assert progress == {"p2": 0.3, "p2.source": 1.0, "p2.target": 0.5, "solo": 0.25}
+    RunDir.for_id("p2").update_status(state="interrupted")  # no stage runs for it now: its finished stages only
+    assert next(r for r in jobs.list_runs() if r["id"] == "p2")["progress"] == 0.2
+
+
 def test_a_damaged_run_folder_is_listed_as_failed_and_kept(lab_home):
     import pytest
 
