@@ -177,7 +177,7 @@ def cmd_delete(args) -> int:
 
 def cmd_runs(args) -> int:
     from .jobs import list_runs
-    from .runs import headline
+    from .runs import ACTIVE_STATES, headline
 
     rows = list_runs()
     if args.json:
@@ -186,6 +186,8 @@ def cmd_runs(args) -> int:
     print(f"{'run':54} {'kind':8} {'state':11} {'progress':>10}  accuracy")
     for r in rows:
         progress = f"{r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
+        if r["kind"] == "pipeline" and r["state"] in ACTIVE_STATES and r.get("progress"):
+            progress = f"{r['progress']:.0%} {progress}"  # stages done, and how far into the next one
         acc = headline(r["metrics"])
         name = f"  └ {r['id'].rsplit('.', 1)[-1]}" if r.get("parent") else r["id"]
         print(f"{name:54} {r['kind']:8} {r['state']:11} {progress:>10}  {'' if acc is None else f'{acc:.4f}'}")

@@ -122,6 +122,8 @@ def test_a_pipeline_s_progress_counts_the_stage_it_is_in(lab_home):
         run.update_status(**status, **alive)
     progress = {r["id"]: r["progress"] for r in jobs.list_runs()}
     assert progress == {"p2": 0.3, "p2.source": 1.0, "p2.target": 0.5, "solo": 0.25}
+    listing = run_cli("runs").stdout.splitlines()
+    assert [line.split()[3:5] for line in listing if line.startswith("p2 ")] == [["30%", "1/5"]]
     RunDir.for_id("p2").update_status(state="interrupted")  # no stage runs for it now: its finished stages only
     assert next(r for r in jobs.list_runs() if r["id"] == "p2")["progress"] == 0.2
 
