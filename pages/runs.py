@@ -153,7 +153,7 @@ def evaluations(run_id: str, run: RunDir) -> None:
     def line(m: dict, by: str, dataset: str | None = None, job: str | None = None) -> dict:
         return {"data": m.get("dataset") or dataset, "accuracy": m.get("accuracy"), "f1": m.get("f1"), "n": m.get("n"),
                 "scored as": f"{m['max_length']} tokens, {m.get('windows', 1)} window(s)" if m.get("max_length") else "",
-                "by": by, "job": f"/runs?run={job}" if job else None}
+                "by": by, "job": f"/runs?run={job}" if job else ""}  # blank, not "None"
 
     if not run.has_model():
         return
