@@ -117,6 +117,10 @@ def cmd_eval(args) -> int:
     text = f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}"
     if examples.skipped_note():
         print(f"note: {examples.skipped_note()}", file=sys.stderr)  # stderr: --json's stdout stays one object
+    if examples.one_class_note():
+        hint = " (the first rows of a split sorted by label?)" if args.max_samples else ""
+        print(f"note: {examples.one_class_note()}: the accuracy says how often the model gives that label{hint}",
+              file=sys.stderr)
     if m.get("by_group"):
         field = m["group_field"]
         out["by"] = {field: m["by_group"]}

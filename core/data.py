@@ -69,6 +69,15 @@ class Examples:
     def skipped_note(self) -> str:
         return skipped_note(self.skipped, self.source)
 
+    def one_class_note(self) -> str:
+        """`all 2000 reviews in imdb:train[:2000] are negative`, or "" when both labels are there. The Hub's imdb
+        splits are sorted by label, so "the first N rows" of one can be a single class without any warning."""
+        present = [name for name, count in self.label_counts().items() if count]
+        if len(present) != 1:
+            return ""
+        return f"all {len(self)} reviews in {self.source} are {present[0]}" if len(self) > 1 else \
+            f"the one review in {self.source} is {present[0]}"
+
 
 def skipped_note(rows: Sequence[int], where: str, limit: int = 10) -> str:
     """`2 empty reviews skipped in imdb:test (rows 3, 17)`, or "" when none was. Rows count from 0."""
@@ -485,7 +494,10 @@ def check_training_table(frame, text_fields: Sequence[str], label_field: str, na
         raise ValueError("text_fields: choose at least one text column")
     if label_field in text_fields:
         raise ValueError(f"label_field: {label_field!r} is also chosen as a text column")
-    map_labels(frame[label_field].tolist())
+    labels = map_labels(frame[label_field].tolist())
+    if len(labels) and len(set(labels.tolist())) < 2:
+        raise ValueError(f"label_field: every row of {name} has the label {LABEL_NAMES[int(labels[0])]}: a classifier "
+                         "needs both labels to learn")
     texts = review_texts([frame[name].tolist() for name in text_fields])
     return skipped_note([i for i, t in enumerate(texts) if not t], name)
 

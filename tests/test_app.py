@@ -140,6 +140,10 @@ def test_train_upload_is_checked_before_launch_and_never_falls_back_to_the_prese
     assert any("label_field: cannot map labels ['maybe']" in e.value for e in at.error)
     at.button(key=launch).click().run()
     assert any("dataset: upload a file" in e.value for e in at.error) and jobs.list_runs() == []
+    csv = "text,label\nLovely,pos\nGreat,pos\nSuperb,positive\n"  # nothing to tell positive from
+    at.file_uploader(key="train_upload").upload("glowing.csv", csv.encode(), "text/csv").run()
+    assert any("label_field: every row of glowing.csv has the label positive: a classifier needs both labels"
+               in e.value for e in at.error)
 
     at = app("pages/train.py")
     at.radio(key="train_source_kind").set_value("Upload a file").run()
@@ -375,12 +379,30 @@ def test_evaluate_a_finished_run_from_the_runs_page(finished_run, tmp_path):
     assert not at.exception, at.exception
     assert any(job_id in str(m.value) for m in at.markdown)
     assert [c for c in at.get("plotly_chart") if "films.csv" in str(c.proto)]
+    assert not at.warning  # both labels are in films.csv
     wrong = round((1 - status["metrics"]["accuracy"]) * 4)
     assert f"**The {wrong} reviews it got wrong**, the surest mistakes first" in [m.value for m in at.markdown]
     mistakes = next(d.value for d in at.dataframe if "probability" in d.value.columns)
     assert len(mistakes) == wrong and (mistakes["label"] != mistakes["predicted"]).all()
     assert mistakes["probability"].is_monotonic_decreasing
     assert at.get("download_button")
+
+
+def test_an_evaluation_of_one_label_says_what_its_accuracy_means(lab_home):
+    """`eval --max-samples 2000` on the Hub's imdb test split (sorted by label) scores 2,000 negative reviews."""
+    from core.runs import write_json_atomic
+
+    job = RunDir.for_id("20260101-000000-eval-cccccc")
+    (job.evals_dir / "imdb-test").mkdir(parents=True)
+    write_json_atomic(job.config_path, {"kind": "eval", "run": "somewhere", "dataset": "imdb"})
+    job.update_status(state="completed", metrics={"accuracy": 0.9, "n": 2000})
+    write_json_atomic(job.evals_dir / "imdb-test" / "metrics.json", {
+        "dataset": "imdb:test[:2000]", "accuracy": 0.9, "f1": 0.47, "n": 2000, "confusion": [[1800, 200], [0, 0]]})
+    at = app("pages/runs.py")
+    assert not at.exception, at.exception
+    assert [w.value for w in at.warning] == [
+        "Every review in imdb:test[:2000] has the same label: its accuracy only says how often the model gives that "
+        "label (the first rows of a split sorted by label?)."]
 
 
 def test_curves_keep_their_axes_where_the_quantity_lives():

@@ -93,6 +93,14 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
     assert scored.returncode == 0, scored.stderr
     assert json.loads(scored.stdout)["n"] == 2 and json.loads(scored.stdout)["skipped_empty"] == 2
     assert "note: 2 empty reviews skipped in holes.csv:test (rows 0, 2)" in scored.stderr
+    # A sample of one label (the first rows of a split sorted by label) is scored, and the user told what it means.
+    ordered = reviews_dir.parent / "sorted.csv"
+    ordered.write_text("text,label\nLoved it,1\nA gem,1\nSo good,1\nAwful,0\nDire,0\nDreadful,0\n")
+    one = run_cli("eval", "--run", run_id, "--data", str(ordered), "--max-samples", "3", "--json")
+    assert one.returncode == 0 and json.loads(one.stdout)["n"] == 3, one.stderr
+    assert ("note: all 3 reviews in sorted.csv:test[:3] are positive: the accuracy says how often the model gives that "
+            "label (the first rows of a split sorted by label?)") in one.stderr
+    assert "note: all" not in scored.stderr
 
     empty = run_cli("predict", "--run", run_id, "   ")
     assert empty.returncode == 2 and empty.stderr.strip() == "error: review: is empty"

@@ -62,6 +62,24 @@ def test_a_failing_run_is_marked_failed_with_the_reason(reviews_dir, tiny_model)
     assert status["state"] == "failed" and status["error"].startswith("text_fields: column 'nope'")
 
 
+def test_training_on_one_label_is_refused_with_the_field_to_change(reviews_dir, tiny_model):
+    """The Hub's imdb train split is sorted by label: its first 2,000 rows are all negative. Training on them
+    would reach 100% validation accuracy and learn nothing, so the run fails and says why."""
+    import pandas as pd
+
+    frame = pd.read_parquet(reviews_dir / "train.parquet").sort_values("label", kind="stable")
+    frame.to_parquet(reviews_dir / "train.parquet")  # 24 negative, then 24 positive
+    run = RunDir.for_id("t-sorted")
+    with pytest.raises(ValueError, match="max_train_samples: all 16 reviews in reviews:train are negative: a classifier "
+                                         "needs both labels to learn; the split may be sorted by label: samples_per_class"):
+        train_run(tiny_config(tiny_model, reviews_dir, max_train_samples=16, validation_size=8), run)
+    assert run.status()["state"] == "failed"
+    # The same file read by samples_per_class trains on both labels.
+    balanced = train_run(tiny_config(tiny_model, reviews_dir, max_train_samples=None, samples_per_class=8,
+                                     validation_size=8), RunDir.for_id("t-balanced"))
+    assert balanced["state"] == "completed"
+
+
 def test_windowed_scoring_averages_the_windows_and_travels_with_the_model(reviews_dir, tiny_model):
     import json
 
