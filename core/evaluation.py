@@ -202,6 +202,14 @@ def eval_name(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", source).strip("-").lower() or "eval"
 
 
+def single_label(confusion: list[list[int]] | None) -> str | None:
+    """The one label every scored review has (rows of the confusion matrix: the true labels), else None. Such a
+    score only says how often the model gives that label: the first rows of a split sorted by label (the Hub's
+    imdb) cut by max_eval_samples, most likely."""
+    present = [LABEL_NAMES[i] for i, row in enumerate(confusion or []) if sum(row)]
+    return present[0] if len(present) == 1 else None
+
+
 def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None) -> dict[str, Any]:
     """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/.
     Where the data has a grouping column (`examples.groups`: Amazon's product domain), also the accuracy

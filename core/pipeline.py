@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import PipelineConfig, RunConfig
 from .data import load_test_split
-from .evaluation import Predictor, evaluate, scoring_label
+from .evaluation import Predictor, evaluate, scoring_label, single_label
 from .runs import RunDir, error_line, now, read_json, write_json_atomic
 from .training import train_run
 
@@ -219,6 +219,15 @@ def row_gaps(row: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, str]
     return gap(zs, ("target_finetuned", "target_only_baseline")), gap(bl, ("target_finetuned",))
 
 
+def one_label_rows(rows: list[dict[str, Any]]) -> str:
+    """A warning naming the rows scored on reviews of one label only, or "" when there are none."""
+    one = [f"{ROW_TITLES[r['name']]} ({r['dataset']}:{r['split']}: all {r['n']} {label})"
+           for r in rows if (label := single_label(r.get("confusion")))]
+    return ("Scored on reviews of one label only, so the accuracy there says how often the model gives that label "
+            "(the first rows of a split sorted by label, such as the Hub's imdb, cut by max_eval_samples?): "
+            + "; ".join(one) + ".") if one else ""
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Transfer results: {results['pipeline_id']}", "",
              "| row | data | scored as | accuracy | F1 | n | vs zero-shot (points) | vs baseline (points) |",
@@ -228,6 +237,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r.get('scored_as', '')} "
                      f"| {r['accuracy']:.4f} | {r['f1']:.4f} "
                      f"| {r['n']} | {d_zs} | {d_bl} |")
+    if one_label_rows(results["rows"]):
+        lines += ["", f"**Note**: {one_label_rows(results['rows'])}"]
     by_group = forgetting_by_group(results["rows"])
     if by_group:
         field = by_group[0]["field"]

@@ -303,6 +303,8 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         del trainer, model
         gc.collect()
         predictor = Predictor.from_folder(run.model_dir, name=run.run_id, batch_size=cfg.eval_batch_size)
+        if splits.test.one_class_note():
+            run.log(f"note: {splits.test.one_class_note()}: test accuracy says how often the model gives that label")
         m = evaluate(predictor, splits.test, run)
         headline.update(test_accuracy=m["accuracy"], test_f1=m["f1"], test_n=m["n"], test_dataset=m["dataset"])
         run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}")

@@ -8,7 +8,7 @@ import streamlit as st
 from core import jobs
 from core.config import PRESETS, EvalConfig
 from core.data import resolve_local
-from core.evaluation import wrong_predictions
+from core.evaluation import single_label, wrong_predictions
 from core.pipeline import OTHER_SOURCES
 from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
 from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, metrics_frame, run_label,
@@ -131,9 +131,9 @@ def eval_result(run_id: str, run: RunDir) -> None:
     if scored:
         st.page_link("pages/runs.py", label=f"The model it scores: {scored}", icon="🧠", query_params={"run": scored})
     for name, m in run.evals().items():
-        if sum(1 for true_row in m["confusion"] if sum(true_row)) == 1:  # the log says which label
-            st.warning(f"Every review in {m['dataset']} has the same label: its accuracy only says how often the "
-                       "model gives that label (the first rows of a split sorted by label?).")
+        if single_label(m.get("confusion")):
+            st.warning(f"Every review in {m['dataset']} is {single_label(m['confusion'])}: its accuracy only says how "
+                       "often the model gives that label (the first rows of a split sorted by label?).")
         st.plotly_chart(confusion_figure(m["confusion"], f"{m['dataset']}: accuracy {m['accuracy']:.4f}"),
                         key=f"confusion_{run_id}_{name}")
         if m.get("by_group"):

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.pipeline import (ROW_TITLES, collect_results, flipped_predictions, forgetting_by_group, load_results,
-                           other_sources_scores, points, row_gaps)
+                           one_label_rows, other_sources_scores, points, row_gaps)
 from core.runs import RunDir
 from pages.common import confusion_figure, predictor_for, run_name, runs_table, show_error, through_router
 
@@ -42,6 +42,8 @@ table = pd.DataFrame([{
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "accuracy": st.column_config.NumberColumn(format="%.4f"), "F1": st.column_config.NumberColumn(format="%.4f")})
 src, after = by.get("source"), by.get("source_after_target")
+if one_label_rows(results["rows"]):
+    st.warning(one_label_rows(results["rows"]))
 
 
 notes = []

@@ -250,6 +250,7 @@ def test_try_page_reads_a_pipelines_two_models_as_its_table_did(finished_pipelin
 def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipeline):
     at = app("pages/transfer.py")
     assert not at.exception, at.exception
+    assert not at.warning  # every row was scored on both labels
     table = at.dataframe[0].value
     # A long "scored as" must not push the accuracy off screen: the figures come first.
     assert list(table.columns)[:3] == ["row", "accuracy", "F1"] and list(table.columns)[-1] == "scored as"
@@ -401,8 +402,28 @@ def test_an_evaluation_of_one_label_says_what_its_accuracy_means(lab_home):
     at = app("pages/runs.py")
     assert not at.exception, at.exception
     assert [w.value for w in at.warning] == [
-        "Every review in imdb:test[:2000] has the same label: its accuracy only says how often the model gives that "
+        "Every review in imdb:test[:2000] is negative: its accuracy only says how often the model gives that "
         "label (the first rows of a split sorted by label?)."]
+
+
+def test_the_transfer_page_flags_a_row_scored_on_one_label(lab_home):
+    from core.runs import write_json_atomic
+
+    pipe = RunDir.for_id("20260101-000000-pipeline-dddddd")
+    pipe.path.mkdir(parents=True)
+    write_json_atomic(pipe.config_path, {"kind": "pipeline"})
+    pipe.update_status(state="completed", step=5, total_steps=5)
+    write_json_atomic(pipe.path / "results.json", {"pipeline_id": pipe.run_id, "wall_s": 1.0, "rows": [
+        {"name": "source", "dataset": "amazon_polarity", "split": "test", "accuracy": 0.9, "f1": 0.9, "n": 100,
+         "confusion": [[45, 5], [5, 45]]},
+        {"name": "target_zero_shot", "dataset": "imdb", "split": "test[:2000]", "accuracy": 0.8, "f1": 0.44, "n": 2000,
+         "confusion": [[1600, 400], [0, 0]]}]})
+    at = app("pages/transfer.py")
+    assert not at.exception, at.exception
+    assert [w.value for w in at.warning] == [
+        "Scored on reviews of one label only, so the accuracy there says how often the model gives that label (the "
+        "first rows of a split sorted by label, such as the Hub's imdb, cut by max_eval_samples?): Target, zero-shot "
+        "(imdb:test[:2000]: all 2000 negative)."]
 
 
 def test_curves_keep_their_axes_where_the_quantity_lives():

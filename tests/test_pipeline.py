@@ -77,3 +77,17 @@ def test_source_accuracy_is_also_reported_per_domain_before_and_after_target_tra
     books = table[0]
     assert books["change"] == f"{(books['after'] - books['before']) * 100:+.2f}"
     assert "Source accuracy by domain, before and after target training" in (pipe.path / "results.md").read_text()
+
+
+def test_a_row_scored_on_one_label_is_flagged_in_the_table():
+    """The Hub's imdb test split is sorted by label: `target.max_eval_samples=2000` scores 2,000 negative reviews."""
+    from core.pipeline import one_label_rows, results_markdown
+
+    rows = [{"name": "source", "dataset": "amazon_polarity", "split": "test", "accuracy": 0.9, "f1": 0.9, "n": 100,
+             "confusion": [[45, 5], [5, 45]]},
+            {"name": "target_zero_shot", "dataset": "imdb", "split": "test[:2000]", "accuracy": 0.8, "f1": 0.44,
+             "n": 2000, "confusion": [[1600, 400], [0, 0]]}]
+    warning = one_label_rows(rows)
+    assert warning.endswith(": Target, zero-shot (imdb:test[:2000]: all 2000 negative).")
+    assert f"**Note**: {warning}" in results_markdown({"pipeline_id": "p", "rows": rows, "wall_s": 1.0})
+    assert one_label_rows(rows[:1]) == "" and "Note" not in results_markdown({"pipeline_id": "p", "rows": rows[:1], "wall_s": 1})
