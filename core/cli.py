@@ -7,6 +7,7 @@
     resume    continue a stopped/interrupted job        runs      list runs
     logs      print or follow a run's log               presets   list presets
     compare   runs side by side                         delete    delete a finished run
+    results   a pipeline's comparison table (--flipped N: the reviews that changed label)
 """
 
 from __future__ import annotations
@@ -86,12 +87,48 @@ def cmd_pipeline(args) -> int:
     status = run_pipeline(pcfg, pipe)
     results = collect_results(pipe)
     if args.json:
-        print(json.dumps({"pipeline_id": pipe.run_id, "state": status.get("state"), "rows": [
-            {k: r[k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n")} for r in results["rows"]],
-            "wall_s": results["wall_s"]}))
+        print(json.dumps(_results_json(results, status.get("state"))))
     else:
         print((pipe.path / "results.md").read_text())
     return 0 if status.get("state") == "completed" else 1
+
+
+def _results_json(results: dict, state: str | None) -> dict:
+    """`pipeline --json` and `results --json`: one object, the rows in the issue's shape."""
+    return {"pipeline_id": results["pipeline_id"], "state": state, "rows": [
+        {k: r[k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n")} for r in results["rows"]],
+        "wall_s": results["wall_s"]}
+
+
+def cmd_results(args) -> int:
+    """The Transfer page from a terminal: a pipeline's comparison table, finished or so far, and the target reviews
+    whose label flipped between zero-shot and fine-tuned."""
+    from .pipeline import current_results, flipped_predictions, results_markdown
+    from .runs import RunDir
+
+    pipe = RunDir.find(args.run)
+    if pipe.config().get("kind") != "pipeline":
+        raise ValueError(f"run: {pipe.run_id} is not a pipeline (the comparison table is a pipeline's; "
+                         "`compare` puts any runs side by side)")
+    state = pipe.status().get("state")
+    results = current_results(pipe)
+    flips = flipped_predictions(pipe) if args.flipped else None
+    if args.json:
+        out = _results_json(results, state)
+        if flips is not None:
+            out["flipped"] = json.loads(flips.head(args.flipped).to_json(orient="records"))
+            out["flipped_total"] = len(flips)
+        print(json.dumps(out))
+        return 0
+    print(results_markdown(results).rstrip() if results["rows"] else f"No rows yet: the pipeline is {state}.")
+    if flips is not None and not flips.empty:
+        print(f"\n{len(flips)} target reviews flipped between zero-shot and fine-tuned: {int(flips['fixed'].sum())} now "
+              f"right, {int((~flips['fixed']).sum())} now wrong. The first {min(args.flipped, len(flips))}:")
+        for f in flips.head(args.flipped).itertuples():
+            print(f"  row {f.row:>6}  {f.label:8}  {f.predicted_zero_shot} {f.p_positive_zero_shot:.3f} -> "
+                  f"{f.predicted_finetuned} {f.p_positive_finetuned:.3f}  {'fixed' if f.fixed else 'broken'}  "
+                  f"{str(f.text)[:80]!r}")
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -337,6 +374,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run ids (or unique prefixes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("results", help="a pipeline's comparison table, finished or so far (the Transfer page)")
+    p.add_argument("run", help="pipeline id (or unique prefix)")
+    p.add_argument("--flipped", type=int, default=0, metavar="N",
+                   help="also the first N target reviews whose label flipped between zero-shot and fine-tuned")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("logs", help="print a run's log")
     p.add_argument("run")

@@ -163,7 +163,24 @@ def _test_eval(run: RunDir) -> dict[str, Any] | None:
 
 
 def collect_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: float | None = None) -> dict[str, Any]:
-    """results.json / results.md from the stage folders: the comparison table of the transfer."""
+    """results.json / results.md from the stage folders: the comparison table of the transfer. The worker's
+    (and `pipeline`'s) to write; readers use `current_results`."""
+    results = gather_results(pipe, wall_s)
+    write_json_atomic(pipe.path / "results.json", results)
+    (pipe.path / "results.md").write_text(results_markdown(results), encoding="utf-8")
+    return results
+
+
+def current_results(pipe: RunDir) -> dict[str, Any]:
+    """A pipeline's table as it stands, without writing anything: results.json once it has completed, else the
+    rows its finished stages have so far (a running or stopped pipeline)."""
+    if pipe.status().get("state") == "completed":
+        return load_results(pipe) or gather_results(pipe)
+    return gather_results(pipe)
+
+
+def gather_results(pipe: RunDir, wall_s: float | None = None) -> dict[str, Any]:
+    """The comparison table, read from the stage folders."""
     rid = pipe.run_id
     src, tgt, base = RunDir.for_id(f"{rid}.source"), RunDir.for_id(f"{rid}.target"), RunDir.for_id(f"{rid}.baseline")
     sources = {
@@ -185,10 +202,7 @@ def collect_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: fl
                      "group_field": m.get("group_field"), "by_group": m.get("by_group")})
     status = pipe.status()
     wall = round(wall_s if wall_s is not None else float(status.get("wall_s") or 0.0), 1)
-    results = {"pipeline_id": rid, "rows": rows, "wall_s": wall, "created_at": now()}
-    write_json_atomic(pipe.path / "results.json", results)
-    (pipe.path / "results.md").write_text(results_markdown(results), encoding="utf-8")
-    return results
+    return {"pipeline_id": rid, "rows": rows, "wall_s": wall, "created_at": now()}
 
 
 def scored_as(metrics: dict[str, Any]) -> str:

@@ -124,6 +124,9 @@ class RunDir:
         if run.path.is_dir():
             return run
         matches = sorted(p for p in runs_root().glob(f"{ref}*") if p.is_dir())
+        jobs = [p for p in matches if "." not in p.name[len(ref):]]
+        if len(jobs) == 1 and all(p.name.startswith(jobs[0].name + ".") for p in matches if p != jobs[0]):
+            matches = jobs  # a pipeline's id prefix also matches its stages (<id>.source, ...): it means the pipeline
         if len(matches) == 1:
             return cls(matches[0])
         if len(matches) > 1:

@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.pipeline import (ROW_TITLES, collect_results, flipped_predictions, forgetting_by_group, load_results,
-                           one_label_rows, other_sources_scores, points, row_gaps)
+from core.pipeline import (ROW_TITLES, current_results, flipped_predictions, forgetting_by_group, one_label_rows,
+                           other_sources_scores, points, row_gaps)
 from core.runs import RunDir
 from pages.common import confusion_figure, predictor_for, run_name, runs_table, show_error, through_router
 
@@ -25,8 +25,8 @@ choice = st.selectbox("Pipeline", list(by_id), index=list(by_id).index(linked) i
                       format_func=lambda i: run_name(by_id[i]), key="transfer_pipeline")  # no state: see runs.py
 st.query_params["pipeline"] = choice
 pipe = RunDir.for_id(choice)
-# A pipeline still running (or stopped part-way) shows the rows it has so far.
-results = load_results(pipe) if by_id[choice]["state"] == "completed" else collect_results(pipe)
+# A pipeline still running (or stopped part-way) shows the rows it has so far; the page writes nothing.
+results = current_results(pipe)
 if not results or not results["rows"]:
     st.info(f"No results yet: the pipeline is {by_id[choice]['state']}.")
     st.stop()

@@ -270,6 +270,16 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipe
     assert first["change (points)"] == f"{(first['after'] - first['before']) * 100:+.2f}"
 
 
+def test_transfer_page_shows_a_stopped_pipelines_rows_and_writes_nothing(finished_pipeline):
+    (finished_pipeline.path / "results.json").unlink()  # as if stopped before its table was written
+    (finished_pipeline.path / "results.md").unlink()
+    finished_pipeline.update_status(state="stopped")
+    at = app("pages/transfer.py")
+    assert not at.exception, at.exception
+    assert len(at.dataframe[0].value) == 5  # every stage had finished: all five rows, read from the stage folders
+    assert not (finished_pipeline.path / "results.json").exists() and not (finished_pipeline.path / "results.md").exists()
+
+
 def test_transfer_page_scores_the_models_on_reviews_from_other_sources(finished_pipeline):
     at = app("pages/transfer.py")
     before = len(at.dataframe)  # nothing is scored before the click

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_cli, tiny_config
 
-COMMANDS = ["train", "eval", "predict", "pipeline", "runs", "launch", "stop", "resume", "logs", "presets"]
+COMMANDS = ["train", "eval", "predict", "pipeline", "runs", "launch", "stop", "resume", "logs", "presets", "results"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

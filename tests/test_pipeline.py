@@ -39,6 +39,22 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
         ("p1", None), ("p1.source", "p1"), ("p1.target", "p1"), ("p1.baseline", "p1")]
     assert listed[0]["dataset"] == f"{pcfg.source.dataset} → {pcfg.target.dataset}"
 
+    # `python -m core results`: the Transfer page from a terminal, reading only. "p" also matches the stages
+    # (p1.source, ...): a pipeline's id prefix means the pipeline.
+    from conftest import run_cli
+
+    written = (pipe.path / "results.json").stat().st_mtime_ns
+    table = run_cli("results", "p", "--flipped", "3")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.startswith("# Transfer results: p1\n") and "| Target-only baseline | target:test |" in table.stdout
+    as_json = json.loads(run_cli("results", "p1", "--json", "--flipped", "2").stdout)
+    assert as_json["state"] == "completed" and [r["name"] for r in as_json["rows"]] == list(ROW_NAMES)
+    assert as_json["rows"][2] == {k: by["target_finetuned"][k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n")}
+    assert len(as_json["flipped"]) == min(2, as_json["flipped_total"])
+    assert (pipe.path / "results.json").stat().st_mtime_ns == written
+    stage = run_cli("results", "p1.target")
+    assert stage.returncode == 2 and stage.stderr.startswith("error: run: p1.target is not a pipeline")
+
 
 def test_a_row_says_how_its_reviews_were_read():
     from core.pipeline import scored_as
