@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -303,8 +304,14 @@ def cmd_train_rank(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # "invalid choice: ... (choose from ...)" lists every subcommand: not the job system's internal ones
+        super().error(re.sub(r", '_\w+'", "", message))
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m core", description="Sentiment Transfer Lab engine.",
+    ap = _Parser(prog="python -m core", description="Sentiment Transfer Lab engine.",
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")  # not the internal _commands
 

@@ -20,6 +20,9 @@ def test_the_top_level_help_lists_the_users_commands_only():
     assert out.returncode == 0
     assert all(f"    {c} " in out.stdout for c in COMMANDS + ["compare", "delete"])
     assert "_dispatch" not in out.stdout and "_train_rank" not in out.stdout  # the job system's own commands
+    typo = run_cli("result")
+    assert typo.returncode == 2 and "invalid choice: 'result' (choose from 'train', " in typo.stderr
+    assert "'results', " in typo.stderr and "_dispatch" not in typo.stderr and "_work" not in typo.stderr
 
 
 @pytest.mark.parametrize("args, message", [
