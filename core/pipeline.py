@@ -30,6 +30,11 @@ ROW_TITLES = {
     "source_after_target": "Source, after target (forgetting)",
     "target_only_baseline": "Target-only baseline",
 }
+STAGE_STEPS = {"source": "fine-tune on the source, score its test split",
+               "target_zero_shot": "score that model on the target (zero-shot)",
+               "target": "fine-tune it on the target, score the target",
+               "source_after_target": "score the source again (forgetting)",
+               "baseline": "fine-tune the base model on the target alone"}
 STAGE_ROLES = {"source": "zero-shot: trained on the source only", "target": "fine-tuned on the target",
                "baseline": "target-only baseline"}
 # 60 short reviews of restaurants, hotels, apps, games, airlines and music, 5 positive and 5 negative per

@@ -9,10 +9,10 @@ from core import jobs
 from core.config import PRESETS, EvalConfig
 from core.data import resolve_local
 from core.evaluation import single_label, wrong_predictions
-from core.pipeline import OTHER_SOURCES
+from core.pipeline import OTHER_SOURCES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
-from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, metrics_frame, run_label,
-                          run_name, runs_frame, runs_table, show_error, through_router)
+from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, duration, metrics_frame,
+                          run_label, run_name, runs_frame, runs_table, show_error, through_router)
 
 through_router(__file__)
 st.title("Runs")
@@ -98,8 +98,12 @@ def details(run_id: str) -> None:
         if child_status:
             st.caption(f"Stage {stage}: {child.run_id}")
             progress(child_status, child_status.get("state", "?"))
-    if status.get("stages"):
-        st.caption("Stages: " + " → ".join(f"{k} ({v.get('state')})" for k, v in status["stages"].items()))
+    if status.get("stages"):  # where a pipeline's time went, and what each stage reached
+        st.dataframe(pd.DataFrame([{
+            "stage": name, "what": STAGE_STEPS.get(name, ""), "time": duration(v), "accuracy": v.get("accuracy"),
+            "state": f"{STATE_ICONS.get(v.get('state'), '')} {v.get('state')}"} for name, v in status["stages"].items()]),
+            hide_index=True, width="stretch", key=f"stages_{run_id}",
+            column_config={"accuracy": st.column_config.NumberColumn(format="%.4f")})
     if status.get("stages") and any(v.get("state") == "completed" for v in status["stages"].values()):
         st.page_link("pages/transfer.py", label="Its comparison table, on the Transfer page", icon="🔁",
                      query_params={"pipeline": run_id})

@@ -1,5 +1,7 @@
 """Every page through streamlit.testing's AppTest, against a real (tiny) run in a private lab folder."""
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -268,6 +270,18 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipe
     assert list(domains["domain"]) == ["books", "kitchen"] and domains["n"].sum() == 16
     first = domains.iloc[0]
     assert first["change (points)"] == f"{(first['after'] - first['before']) * 100:+.2f}"
+
+
+def test_a_pipelines_details_say_what_each_stage_did_and_took(finished_pipeline):
+    at = app("pages/runs.py")
+    at.multiselect(key="runs_selected").set_value([finished_pipeline.run_id]).run()
+    assert not at.exception, at.exception
+    stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
+    assert list(stages["stage"]) == ["source", "target_zero_shot", "target", "source_after_target", "baseline"]
+    assert stages["what"].iloc[1] == "score that model on the target (zero-shot)"
+    assert stages["time"].str.fullmatch(r"\d+m\d\ds").all() and stages["state"].str.endswith("completed").all()
+    results = {r["name"]: r["accuracy"] for r in json.loads((finished_pipeline.path / "results.json").read_text())["rows"]}
+    assert stages["accuracy"].iloc[1] == pytest.approx(results["target_zero_shot"], abs=1e-4)
 
 
 def test_transfer_page_shows_a_stopped_pipelines_rows_and_writes_nothing(finished_pipeline):
