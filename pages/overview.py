@@ -5,7 +5,8 @@ import streamlit as st
 from core import jobs
 from core.config import PRESETS, load_preset
 from core.modeling import device_summary, hub_reachable
-from core.runs import ACTIVE_STATES
+from core.pipeline import ROW_NAMES, ROW_TITLES, load_results, points
+from core.runs import ACTIVE_STATES, RunDir
 from pages.common import REFRESH_S, runs_frame, runs_table, show_error, through_router
 
 through_router(__file__)
@@ -49,6 +50,30 @@ def recent_runs() -> None:
         st.info("No runs yet. Start the pipeline above, or set up a single run on the Train page.")
 
 
+def latest_transfer() -> None:
+    """The newest finished pipeline's five figures at a glance, each against what it is compared with."""
+    done = [r for r in runs_table() if r["kind"] == "pipeline" and r["state"] == "completed"]
+    results = load_results(RunDir.for_id(done[0]["id"])) if done else None
+    by = {r["name"]: r for r in (results or {}).get("rows", [])}
+    if not by:
+        return
+    st.subheader("The latest transfer")
+    short = {"source": "Source", "target_zero_shot": "Target zero-shot", "target_finetuned": "Target fine-tuned",
+             "source_after_target": "Source after target", "target_only_baseline": "Target-only baseline"}
+    compared_with = {"target_finetuned": "target_zero_shot", "target_only_baseline": "target_finetuned",
+                     "source_after_target": "source"}
+    for col, name in zip(st.columns(len(by)), [n for n in ROW_NAMES if n in by]):
+        other = by.get(compared_with.get(name, ""))
+        # The baseline's delta is against fine-tuned: negative means the transfer helped.
+        col.metric(short[name], f"{by[name]['accuracy']:.4f}",
+                   delta=f"{points(by[name]['accuracy'] - other['accuracy'])} points" if other else None,
+                   help=f"{by[name]['dataset']}:{by[name]['split']}, n={by[name]['n']}"
+                        + (f"; the change is against {ROW_TITLES[compared_with[name]].lower()}" if other else ""))
+    st.page_link("pages/transfer.py", label=f"The whole comparison ({done[0]['id']}), on the Transfer page", icon="🔁",
+                 query_params={"pipeline": done[0]["id"]})
+
+
+latest_transfer()
 st.subheader("Recent runs and pipelines")
 busy = any(r["state"] in ACTIVE_STATES for r in runs_table())
 st.fragment(recent_runs, run_every=REFRESH_S if busy else None)()  # live while something runs

@@ -272,6 +272,17 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipe
     assert first["change (points)"] == f"{(first['after'] - first['before']) * 100:+.2f}"
 
 
+def test_the_overview_shows_the_latest_transfer_at_a_glance(finished_pipeline):
+    rows = {r["name"]: r["accuracy"] for r in json.loads((finished_pipeline.path / "results.json").read_text())["rows"]}
+    at = app()
+    assert not at.exception, at.exception
+    metrics = {m.label: (m.value, m.delta) for m in at.metric}
+    assert list(metrics) == ["Source", "Target zero-shot", "Target fine-tuned", "Source after target", "Target-only baseline"]
+    assert metrics["Target zero-shot"] == (f"{rows['target_zero_shot']:.4f}", "")  # nothing to compare it with
+    assert metrics["Target fine-tuned"][1] == f"{(rows['target_finetuned'] - rows['target_zero_shot']) * 100:+.2f} points"
+    assert metrics["Target-only baseline"][1] == f"{(rows['target_only_baseline'] - rows['target_finetuned']) * 100:+.2f} points"
+
+
 def test_a_pipelines_details_say_what_each_stage_did_and_took(finished_pipeline):
     at = app("pages/runs.py")
     at.multiselect(key="runs_selected").set_value([finished_pipeline.run_id]).run()
