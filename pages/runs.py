@@ -9,7 +9,7 @@ from core import jobs
 from core.config import PRESETS, EvalConfig
 from core.data import resolve_local
 from core.evaluation import single_label, wrong_predictions
-from core.pipeline import OTHER_SOURCES, STAGE_STEPS
+from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
 from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, duration, metrics_frame,
                           run_label, run_name, runs_frame, runs_table, show_error, through_router)
@@ -164,7 +164,9 @@ def evaluations(run_id: str, run: RunDir) -> None:
 
     if not run.has_model():
         return
-    table = [line(m, "this run") for m in run.evals().values()]
+    # A stage's evaluations named after a table row were the pipeline's (zero-shot, forgetting), not its own.
+    table = [line(m, f"its pipeline: {ROW_TITLES[name].lower()}" if name in ROW_TITLES else "this run")
+             for name, m in run.evals().items()]
     for job_id in eval_jobs([run_id]):
         job = RunDir.for_id(job_id)  # the folder, not the index: fresh on every refresh
         state = job.status().get("state", "?")

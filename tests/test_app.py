@@ -293,6 +293,10 @@ def test_a_pipelines_details_say_what_each_stage_did_and_took(finished_pipeline)
     assert stages["time"].str.fullmatch(r"\d+m\d\ds").all() and stages["state"].str.endswith("completed").all()
     results = {r["name"]: r["accuracy"] for r in json.loads((finished_pipeline.path / "results.json").read_text())["rows"]}
     assert stages["accuracy"].iloc[1] == pytest.approx(results["target_zero_shot"], abs=1e-4)
+    # The source stage's model was scored by the stage itself (its test split) and by the pipeline (zero-shot).
+    at.multiselect(key="runs_selected").set_value([f"{finished_pipeline.run_id}.source"]).run()
+    scores = next(d.value for d in at.dataframe if "by" in d.value.columns)
+    assert sorted(scores["by"]) == ["its pipeline: target, zero-shot", "this run"]
 
 
 def test_transfer_page_shows_a_stopped_pipelines_rows_and_writes_nothing(finished_pipeline):
