@@ -88,7 +88,8 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
             stages[name].update(state="completed", ended_at=now(), **(result or {}))
             done += 1
             pipe.update_status(stages=stages, step=done, wall_s=round(wall_before + time.time() - t0, 1))
-            pipe.log(f"stage {name}: completed")
+            reached = f" (accuracy {stages[name]['accuracy']:.4f})" if stages[name].get("accuracy") is not None else ""
+            pipe.log(f"stage {name}: completed{reached}")
         results = collect_results(pipe, pcfg, wall_before + time.time() - t0)
         return pipe.update_status(state="completed", stage=None, ended_at=now(), wall_s=results["wall_s"],
                                   metrics={r["name"]: r["accuracy"] for r in results["rows"]})

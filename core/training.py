@@ -37,12 +37,14 @@ def _make_callback():
         the others in their next all-reduce).
         """
 
-        def __init__(self, run: RunDir, samples_per_step: int, status_every: float = 2.0):
+        def __init__(self, run: RunDir, samples_per_step: int, status_every: float = 2.0, log_every: float = 30.0):
             self.run = run
             self.samples_per_step = samples_per_step
             self.main = _rank() == 0
             self.status_every = status_every
+            self.log_every = log_every  # log.txt gets a training line this often; metrics.jsonl gets every one
             self._last_status = 0.0
+            self._last_log = 0.0
             self.t0 = time.time()
             self.step0 = 0
             self.stopped = False
@@ -59,6 +61,19 @@ def _make_callback():
                 record.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
                 append_jsonl(self.run.metrics_path, record)
                 self._status(state, force=True)
+                self._log_line(state, logs)
+
+        def _log_line(self, state, logs: dict) -> None:
+            """A line in log.txt for each evaluation and, every `log_every` seconds, for training, so that
+            `python -m core logs -f` shows a run moving (the numbers: metrics.jsonl)."""
+            where = f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f}"
+            if "eval_accuracy" in logs:
+                self.run.log(f"{where}: validation accuracy {logs['eval_accuracy']:.4f}, "
+                             f"loss {logs.get('eval_loss', float('nan')):.4f}")
+            elif "loss" in logs and time.time() - self._last_log >= self.log_every:
+                self._last_log = time.time()
+                self.run.log(f"{where}: training loss {logs['loss']:.4f}, "
+                             f"learning rate {logs.get('learning_rate', 0):.2e}")
 
         def on_step_end(self, args, state, control, **kwargs):
             if self._should_stop():
@@ -295,6 +310,9 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
     run.update_status(phase="saving model")
     save_model(trainer, tokenizer, cfg, run)
     best_val = trainer.state.best_metric
+    if trainer.state.best_model_checkpoint and best_val is not None:
+        run.log(f"saved the model of {Path(trainer.state.best_model_checkpoint).name}, the best validation accuracy "
+                f"({best_val:.4f}), as {run.model_dir.name}/")
     headline: dict[str, Any] = {"val_accuracy": best_val}
     if splits.test is not None:
         run.update_status(phase=f"evaluating on {splits.test.source}")

@@ -20,6 +20,7 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     by = {r["name"]: r for r in results["rows"]}
     assert by["target_zero_shot"]["run_id"] == "p1.source" and by["target_finetuned"]["n"] == 12
     assert by["source_after_target"]["dataset"] == "reviews"
+    assert f"stage target: completed (accuracy {by['target_finetuned']['accuracy']:.4f})" in pipe.log_path.read_text()
     # Each dataset is scored the same way in every row it appears in, whichever model is scored.
     assert {r["name"]: r["scored_as"] for r in results["rows"]} == {
         "source": "32 tokens head_tail", "source_after_target": "32 tokens head_tail",

@@ -20,6 +20,12 @@ def test_a_run_writes_its_folder_and_a_loadable_model(reviews_dir, tiny_model):
     assert any("eval_accuracy" in r for r in records)
     assert {"config.json", "status.json", "metrics.jsonl", "log.txt", "model", "evals"} <= {p.name for p in run.path.iterdir()}
     assert (run.model_dir / "model.safetensors").exists()
+    # log.txt tells a reader following it what happened: the first training line, the evaluation, the kept model.
+    evaluation = next(r for r in records if "eval_accuracy" in r)
+    log = run.log_path.read_text()
+    assert "step 1/4 epoch 0.25: training loss" in log
+    assert f"step 4/4 epoch 1.00: validation accuracy {evaluation['eval_accuracy']:.4f}" in log
+    assert f"saved the model of checkpoint-4, the best validation accuracy ({evaluation['eval_accuracy']:.4f}), as model/" in log
     preds = next(iter(run.evals().values()))
     assert preds["n"] == 16 and (run.evals_dir / "reviews-test" / "predictions.csv").exists()
 
