@@ -254,22 +254,41 @@ def cmd_compare(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    from .runs import TERMINAL_STATES, RunDir
+    """A run's log.txt. A pipeline's comes with its stages' logs: one after another, or, following (-f), as they
+    grow, each stage's lines prefixed with its name (a pipeline's own log only says when stages start and end)."""
+    from .runs import TERMINAL_STATES, RunDir, read_json
 
     run = RunDir.find(args.run)
-    pos = 0
-    while True:
+    logs = {run.log_path: ""}
+    if (read_json(run.config_path, {}) or {}).get("kind") == "pipeline":
+        logs.update({RunDir.for_id(f"{run.run_id}.{stage}").log_path: f"{stage} | "
+                     for stage in ("source", "target", "baseline")})
+    pos = dict.fromkeys(logs, 0)
+
+    def drain(path, prefix: str, whole: bool, header: str = "") -> None:
         try:
-            with open(run.log_path, encoding="utf-8", errors="replace") as fh:
-                fh.seek(pos)
+            with open(path, "rb") as fh:
+                fh.seek(pos[path])
                 chunk = fh.read()
-                pos = fh.tell()
         except FileNotFoundError:
-            chunk = ""
+            return
+        if not whole:  # a line still being written waits for its end, so a prefix never lands mid-line
+            chunk = chunk[:chunk.rfind(b"\n") + 1]
+        pos[path] += len(chunk)
         if chunk:
-            sys.stdout.write(chunk)
+            text = chunk.decode("utf-8", errors="replace")
+            sys.stdout.write(header + "".join(prefix + line for line in text.splitlines(keepends=True)))
             sys.stdout.flush()
-        if not args.follow or run.status().get("state") in TERMINAL_STATES:
+
+    if not args.follow:
+        for i, path in enumerate(logs):
+            drain(path, "", True, header=f"\n== {path.parent.name} ==\n" if i else "")
+        return 0
+    while True:
+        done = run.status().get("state") in TERMINAL_STATES  # read before the last drain: no line is missed
+        for path, prefix in logs.items():
+            drain(path, prefix, whole=done)
+        if done:
             return 0
         time.sleep(1.0)
 

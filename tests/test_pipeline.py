@@ -53,6 +53,10 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     assert as_json["rows"][2] == {k: by["target_finetuned"][k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n")}
     assert len(as_json["flipped"]) == min(2, as_json["flipped_total"])
     assert (pipe.path / "results.json").stat().st_mtime_ns == written
+    logs = run_cli("logs", "p1").stdout  # the pipeline's log, then each stage's
+    assert logs.index("stage baseline: completed") < logs.index("\n== p1.source ==\n") < logs.index("\n== p1.baseline ==\n")
+    followed = run_cli("logs", "p1", "-f").stdout.splitlines()  # a finished run: printed at once, stages prefixed
+    assert any(line.startswith("target | [") and "test target:test: accuracy" in line for line in followed)
     stage = run_cli("results", "p1.target")
     assert stage.returncode == 2 and stage.stderr.startswith("error: run: p1.target is not a pipeline")
 
