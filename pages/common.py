@@ -161,6 +161,21 @@ def confusion_figure(confusion: list[list[int]], title: str) -> go.Figure:
     return fig
 
 
+def transfer_figure(rows: list[dict[str, Any]], titles: dict[str, str]) -> go.Figure:
+    """The comparison table as bars: the target's three rows side by side (zero-shot, fine-tuned, baseline), the
+    source's two (before and after target training), on an axis that starts where the differences are visible."""
+    colors = {"source": "#9ecae1", "source_after_target": "#3182bd", "target_zero_shot": "#fdae6b",
+              "target_finetuned": "#e6550d", "target_only_baseline": "#bdbdbd"}
+    fig = go.Figure(go.Bar(
+        x=[titles[r["name"]] for r in rows], y=[r["accuracy"] for r in rows], text=[f"{r['accuracy']:.4f}" for r in rows],
+        textposition="outside", marker_color=[colors.get(r["name"], "#636363") for r in rows],
+        hovertext=[f"{r['dataset']}:{r['split']}, n={r['n']}" for r in rows]))
+    low = min(r["accuracy"] for r in rows)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=20, b=10), yaxis_title="accuracy",
+                      yaxis_range=[max(0.0, low - 0.1), 1.0])
+    return fig
+
+
 def show_error(exc: Exception) -> None:
     """Bad input is a message in the page, never a stack trace."""
     st.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, icon="⚠️")

@@ -6,7 +6,8 @@ import streamlit as st
 from core.pipeline import (ROW_TITLES, current_results, flipped_predictions, forgetting_by_group, one_label_rows,
                            other_sources_scores, points, row_gaps)
 from core.runs import RunDir
-from pages.common import confusion_figure, predictor_for, run_name, runs_table, show_error, through_router
+from pages.common import (confusion_figure, predictor_for, run_name, runs_table, show_error, through_router,
+                          transfer_figure)
 
 
 def in_points(delta: float) -> str:
@@ -41,6 +42,7 @@ table = pd.DataFrame([{
 } for r in results["rows"]])
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "accuracy": st.column_config.NumberColumn(format="%.4f"), "F1": st.column_config.NumberColumn(format="%.4f")})
+st.plotly_chart(transfer_figure(results["rows"], ROW_TITLES), width="stretch", key="transfer_bars")
 src, after = by.get("source"), by.get("source_after_target")
 if one_label_rows(results["rows"]):
     st.warning(one_label_rows(results["rows"]))

@@ -254,6 +254,9 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipe
     assert not at.exception, at.exception
     assert not at.warning  # every row was scored on both labels
     table = at.dataframe[0].value
+    # The same five figures as bars, in the table's order.
+    bars = json.loads(next(c for c in at.get("plotly_chart") if "transfer_bars" in c.proto.id).proto.spec)["data"][0]
+    assert bars["type"] == "bar" and bars["y"] == list(table["accuracy"]) and bars["x"] == list(table["row"])
     # A long "scored as" must not push the accuracy off screen: the figures come first.
     assert list(table.columns)[:3] == ["row", "accuracy", "F1"] and list(table.columns)[-1] == "scored as"
     assert table["scored as"].iloc[1].startswith("16 tokens x up to 2 windows, stop at p 0.9 (")
