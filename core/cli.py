@@ -175,11 +175,17 @@ def cmd_predict(args) -> int:
         raise ValueError("review: no text given (pass reviews as arguments or one per line on stdin)")
     predictor = Predictor.from_run(args.run)
     results = predictor.predict(texts)
+    if args.explain:
+        for r, text in zip(results, texts):
+            r["words"] = [[w, round(e, 4)] for w, e in predictor.word_effects(text)]
     if args.json:
         print(json.dumps([{"text": t[:200], **r} for t, r in zip(texts, results)]))
-    else:
-        for text, r in zip(texts, results):
-            print(f"{r['label']}\t{r['probability']:.4f}\t{text[:80]}")
+        return 0
+    for text, r in zip(texts, results):
+        print(f"{r['label']}\t{r['probability']:.4f}\t{text[:80]}")
+        if args.explain:  # the words that moved P(positive) most, each with its push
+            top = sorted(r["words"], key=lambda we: -abs(we[1]))[:args.explain]
+            print("\t" + "  ".join(f"{w} {e:+.3f}" for w, e in top))
     return 0
 
 
@@ -373,6 +379,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label reviews given as arguments or on stdin")
     p.add_argument("--run", required=True)
     p.add_argument("texts", nargs="*")
+    p.add_argument("--explain", type=int, nargs="?", const=8, default=0, metavar="N",
+                   help="also the N words (default 8) that move P(positive) most, each left out in turn "
+                        "(reviews up to 200 words); --json gives every word")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

@@ -16,6 +16,7 @@ from .runs import RunDir, now, read_json, write_json_atomic
 
 INFERENCE_FILE = "sentiment_lab.json"  # tokenization settings saved beside a trained model
 MAX_REVIEW_CHARS = 10_000_000  # a 1 MB review is fine: the encoder keeps what the budget can use
+MAX_EXPLAINED_WORDS = 200  # word effects cost one forward pass per word
 # How a model with no sentiment_lab.json beside it (one from elsewhere) reads a review.
 DEFAULT_READING = {"max_length": 256, "truncation": "head_tail", "head_fraction": 0.25, "windows": 1, "confidence": 1.0}
 
@@ -112,6 +113,19 @@ class Predictor:
         probs = self.predict_proba(texts)
         return [{"label": LABEL_NAMES[int(p.argmax())], "probability": float(p.max()), "p_positive": float(p[1])}
                 for p in probs]
+
+    def word_effects(self, text: str, max_words: int = MAX_EXPLAINED_WORDS) -> list[tuple[str, float]]:
+        """Each word of a review with how much it moves P(positive): the probability with the review as it is,
+        minus the probability with that one word left out (occlusion: no gradients, any model, read exactly as
+        `predict` reads). Positive: the word pushes towards positive. One forward pass per word, so short
+        reviews only."""
+        check_review(text)
+        words = text.split()
+        if len(words) > max_words:
+            raise ValueError(f"review: has {len(words):,} words; word effects are measured for up to {max_words}")
+        variants = [text] + [" ".join(words[:i] + words[i + 1:]) or "." for i in range(len(words))]
+        p_positive = self.predict_proba(variants)[:, 1]
+        return [(word, float(p_positive[0] - p_positive[i + 1])) for i, word in enumerate(words)]
 
 
 def saved_reading(model_dir: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,19 @@ def transfer_figure(rows: list[dict[str, Any]], titles: dict[str, str]) -> go.Fi
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=20, b=10), yaxis_title="accuracy",
                       yaxis_range=[max(0.0, low - 0.1), 1.0])
     return fig
+
+
+def word_effects_html(effects: list[tuple[str, float]], scale: float) -> str:
+    """A review with each word shaded by how much it moved P(positive): green towards positive, red towards
+    negative, full colour at `scale` (shared by the models side by side, so their shades compare); the exact
+    push on hover. Words are escaped: a review is user text."""
+    spans = []
+    for word, effect in effects:
+        alpha = min(abs(effect) / scale, 1.0) * 0.75 if scale > 0 else 0.0
+        rgb = "0,150,60" if effect > 0 else "215,40,40"
+        spans.append(f'<span title="{effect:+.3f}" style="background: rgba({rgb},{alpha:.2f}); border-radius: 3px; '
+                     f'padding: 0 2px">{html.escape(word)}</span>')
+    return '<div style="line-height: 1.9">' + " ".join(spans) + "</div>"
 
 
 def show_error(exc: Exception) -> None:

@@ -4,10 +4,11 @@ import pandas as pd
 import streamlit as st
 
 from core.data import read_table_bytes, skipped_note, text_columns
-from core.evaluation import check_review, saved_reading, scoring_label
+from core.evaluation import MAX_EXPLAINED_WORDS, check_review, saved_reading, scoring_label
 from core.pipeline import STAGE_ROLES, load_results
 from core.runs import RunDir
-from pages.common import models_available, predictor_for, runs_table, show_error, through_router
+from pages.common import (models_available, predictor_for, runs_table, show_error, through_router,
+                          word_effects_html)
 
 through_router(__file__)
 st.title("Try a review")
@@ -66,25 +67,46 @@ def predictor(run_id: str):
 
 text = st.text_area("Review", height=140, key="try_text",
                     placeholder="The plot dragged, but the last half hour was wonderful.")
+explain = st.checkbox("Which words moved each model", key="try_explain",
+                      help=f"Each word left out in turn, the review scored again: green words pushed towards positive, "
+                           f"red towards negative (hover for the change in P(positive)). Up to {MAX_EXPLAINED_WORDS} "
+                           "words; one pass per word, so it takes a moment.")
 
 if st.button("Classify", type="primary", key="try_go"):
     try:
         check_review(text)
         if not chosen:
             raise ValueError("models: pick at least one model")
-        columns = st.columns(len(chosen))
-        for col, run_id in zip(columns, chosen):
-            with col:
+        answers = {}
+        for run_id in chosen:
+            try:
+                model = predictor(run_id)
+                answers[run_id] = (model, model.predict([text])[0], None)
+            except ValueError as exc:
+                answers[run_id] = exc
+                continue
+            if explain:  # a review too long to explain still gets its answer
                 try:
-                    model = predictor(run_id)
-                    result = model.predict([text])[0]
+                    answers[run_id] = (model, answers[run_id][1], model.word_effects(text))
                 except ValueError as exc:
-                    show_error(exc)
+                    answers[run_id] = (model, answers[run_id][1], exc)
+        # One colour scale for every model's words, so the shades compare across the columns.
+        scale = max((abs(e) for a in answers.values() if isinstance(a, tuple) and isinstance(a[2], list)
+                     for _, e in a[2]), default=0.0)
+        for col, run_id in zip(st.columns(len(chosen)), chosen):
+            with col:
+                if isinstance(answers[run_id], Exception):
+                    show_error(answers[run_id])
                     continue
+                model, result, effects = answers[run_id]
                 st.markdown(f"**{model_role(run_id).capitalize()}**")
                 st.caption(f"{run_id} · {model.scoring}")
                 st.metric(result["label"], f"{result['probability']:.1%}")
                 st.progress(result["p_positive"], text=f"P(positive) = {result['p_positive']:.3f}")
+                if isinstance(effects, Exception):
+                    show_error(effects)
+                elif effects:
+                    st.markdown(word_effects_html(effects, scale), unsafe_allow_html=True)
     except ValueError as exc:
         show_error(exc)
 

@@ -249,6 +249,22 @@ def test_try_page_reads_a_pipelines_two_models_as_its_table_did(finished_pipelin
     assert not at.exception and len(at.metric) == 3
 
 
+def test_try_page_shows_which_words_moved_each_model(finished_pipeline):
+    at = app("pages/try.py")
+    at.checkbox(key="try_explain").check()
+    at.text_area(key="try_text").input("A <b>slow</b> start, but a wonderful film.")
+    at.button(key="try_go").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    shaded = [m.value for m in at.markdown if m.value.startswith('<div style="line-height')]
+    assert len(shaded) == 3  # one per model, side by side
+    assert all(v.count("<span title=") == 7 for v in shaded)  # one span per word
+    assert "&lt;b&gt;slow&lt;/b&gt;" in shaded[0] and "<b>" not in shaded[0]  # user text is escaped, never HTML
+    at.text_area(key="try_text").input(" ".join(["long"] * 201))
+    at.button(key="try_go").click().run()  # too long to explain: each model still answers, and says why
+    assert len(at.metric) == 3
+    assert [e.value for e in at.error] == ["review: has 201 words; word effects are measured for up to 200"] * 3
+
+
 def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipeline):
     at = app("pages/transfer.py")
     assert not at.exception, at.exception

@@ -88,6 +88,10 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
     pred = run_cli("predict", "--run", run_id, "--json", input="Great film\n\nAwful film\n")
     rows = json.loads(pred.stdout)
     assert len(rows) == 2 and all(r["label"] in ("negative", "positive") and 0.5 <= r["probability"] <= 1 for r in rows)
+    explained = json.loads(run_cli("predict", "--run", run_id, "--explain", "--json", "A slow but lovely film").stdout)
+    assert [w for w, _ in explained[0]["words"]] == ["A", "slow", "but", "lovely", "film"]
+    top = run_cli("predict", "--run", run_id, "--explain", "2", "A slow but lovely film").stdout.splitlines()
+    assert len(top) == 2 and len(top[1].split()) == 4  # the review's line, then its 2 words with their push
 
     # Empty reviews in a file are left out of the score, and the user is told which rows.
     holes = reviews_dir.parent / "holes.csv"

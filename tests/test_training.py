@@ -153,3 +153,22 @@ def test_reading_as_another_model_shares_the_weights_and_leaves_the_original_alo
     assert np.allclose(borrowed.predict_proba([long]), other.predict_proba([long]), atol=1e-6)
     with pytest.raises(ValueError, match="windows: must be between 1 and 32"):
         own.reading_as(windows=0)
+
+
+def test_word_effects_are_what_leaving_each_word_out_changes(tiny_model):
+    import pytest
+
+    from core.evaluation import Predictor
+
+    predictor = Predictor.from_folder(tiny_model, max_length=32)
+    text = "A slow start but a truly wonderful film"
+    effects = predictor.word_effects(text)
+    assert [w for w, _ in effects] == text.split()
+    full = predictor.predict_proba([text])[0, 1]
+    without_wonderful = predictor.predict_proba(["A slow start but a truly film"])[0, 1]
+    assert effects[6][1] == pytest.approx(full - without_wonderful, abs=1e-6)
+    assert any(abs(e) > 0 for _, e in effects)  # a random model still reacts to its input
+    with pytest.raises(ValueError, match="review: has 201 words; word effects are measured for up to 200"):
+        predictor.word_effects(" ".join(["word"] * 201))
+    with pytest.raises(ValueError, match="review: is empty"):
+        predictor.word_effects("   ")
