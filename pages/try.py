@@ -65,6 +65,23 @@ def predictor(run_id: str):
     return own if read_as in (OWN, run_id) else own.reading_as(**predictor_for(read_as).reading)
 
 
+def answer(run_id: str, text: str, explain: bool):
+    """One model's answer to the review, and (with `explain`) its word effects or why there are none; or the
+    ValueError that kept the model from answering."""
+    try:
+        model = predictor(run_id)
+        result = model.predict([text])[0]
+    except ValueError as exc:
+        return exc
+    effects = None
+    if explain:
+        try:
+            effects = model.word_effects(text)
+        except ValueError as exc:  # a review too long to explain still gets its answer
+            effects = exc
+    return model, result, effects
+
+
 text = st.text_area("Review", height=140, key="try_text",
                     placeholder="The plot dragged, but the last half hour was wonderful.")
 explain = st.checkbox("Which words moved each model", key="try_explain",
@@ -77,19 +94,7 @@ if st.button("Classify", type="primary", key="try_go"):
         check_review(text)
         if not chosen:
             raise ValueError("models: pick at least one model")
-        answers = {}
-        for run_id in chosen:
-            try:
-                model = predictor(run_id)
-                answers[run_id] = (model, model.predict([text])[0], None)
-            except ValueError as exc:
-                answers[run_id] = exc
-                continue
-            if explain:  # a review too long to explain still gets its answer
-                try:
-                    answers[run_id] = (model, answers[run_id][1], model.word_effects(text))
-                except ValueError as exc:
-                    answers[run_id] = (model, answers[run_id][1], exc)
+        answers = {run_id: answer(run_id, text, explain) for run_id in chosen}
         # One colour scale for every model's words, so the shades compare across the columns.
         scale = max((abs(e) for a in answers.values() if isinstance(a, tuple) and isinstance(a[2], list)
                      for _, e in a[2]), default=0.0)
