@@ -257,8 +257,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r.get('scored_as', '')} "
                      f"| {r['accuracy']:.4f} | {r['f1']:.4f} "
                      f"| {r['n']} | {d_zs} | {d_bl} |")
-    if one_label_rows(results["rows"]):
-        lines += ["", f"**Note**: {one_label_rows(results['rows'])}"]
+    if one_label := one_label_rows(results["rows"]):
+        lines += ["", f"**Note**: {one_label}"]
     by_group = forgetting_by_group(results["rows"])
     if by_group:
         field = by_group[0]["field"]

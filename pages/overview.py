@@ -50,9 +50,9 @@ def recent_runs() -> None:
         st.info("No runs yet. Start the pipeline above, or set up a single run on the Train page.")
 
 
-def latest_transfer() -> None:
+def latest_transfer(rows: list[dict]) -> None:
     """The newest finished pipeline's five figures at a glance, each against what it is compared with."""
-    done = [r for r in runs_table() if r["kind"] == "pipeline" and r["state"] == "completed"]
+    done = [r for r in rows if r["kind"] == "pipeline" and r["state"] == "completed"]
     results = load_results(RunDir.for_id(done[0]["id"])) if done else None
     by = {r["name"]: r for r in (results or {}).get("rows", [])}
     if not by:
@@ -73,7 +73,8 @@ def latest_transfer() -> None:
                  query_params={"pipeline": done[0]["id"]})
 
 
-latest_transfer()
+rows = runs_table()  # once for this run of the page; the live table below rereads on its own schedule
+latest_transfer(rows)
 st.subheader("Recent runs and pipelines")
-busy = any(r["state"] in ACTIVE_STATES for r in runs_table())
+busy = any(r["state"] in ACTIVE_STATES for r in rows)
 st.fragment(recent_runs, run_every=REFRESH_S if busy else None)()  # live while something runs

@@ -135,9 +135,9 @@ def eval_result(run_id: str, run: RunDir) -> None:
     if scored:
         st.page_link("pages/runs.py", label=f"The model it scores: {scored}", icon="🧠", query_params={"run": scored})
     for name, m in run.evals().items():
-        if single_label(m.get("confusion")):
-            st.warning(f"Every review in {m['dataset']} is {single_label(m['confusion'])}: its accuracy only says how "
-                       "often the model gives that label (the first rows of a split sorted by label?).")
+        if label := single_label(m.get("confusion")):
+            st.warning(f"Every review in {m['dataset']} is {label}: its accuracy only says how often the model gives "
+                       "that label (the first rows of a split sorted by label?).")
         st.plotly_chart(confusion_figure(m["confusion"], f"{m['dataset']}: accuracy {m['accuracy']:.4f}"),
                         key=f"confusion_{run_id}_{name}")
         if m.get("by_group"):

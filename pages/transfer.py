@@ -44,8 +44,8 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
     "accuracy": st.column_config.NumberColumn(format="%.4f"), "F1": st.column_config.NumberColumn(format="%.4f")})
 st.plotly_chart(transfer_figure(results["rows"], ROW_TITLES), width="stretch", key="transfer_bars")
 src, after = by.get("source"), by.get("source_after_target")
-if one_label_rows(results["rows"]):
-    st.warning(one_label_rows(results["rows"]))
+if one_label := one_label_rows(results["rows"]):
+    st.warning(one_label)
 
 
 notes = []
