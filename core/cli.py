@@ -134,7 +134,7 @@ def cmd_results(args) -> int:
 
 def cmd_eval(args) -> int:
     from .config import EvalConfig
-    from .evaluation import evaluate_config
+    from .evaluation import evaluate_config, single_prediction, single_prediction_note
     from .runs import RunDir
 
     cfg = EvalConfig(run=args.run, dataset=args.data, split=args.split, text_fields=args.text_fields,
@@ -159,6 +159,8 @@ def cmd_eval(args) -> int:
         hint = " (the first rows of a split sorted by label?)" if args.max_samples else ""
         print(f"note: {examples.one_class_note()}: the accuracy says how often the model gives that label{hint}",
               file=sys.stderr)
+    if label := single_prediction(m["confusion"]):
+        print(f"note: {single_prediction_note(label, m['n'])}", file=sys.stderr)
     if m.get("by_group"):
         field = m["group_field"]
         out["by"] = {field: m["by_group"]}

@@ -224,6 +224,23 @@ def single_label(confusion: list[list[int]] | None) -> str | None:
     return present[0] if len(present) == 1 else None
 
 
+def single_prediction(confusion: list[list[int]] | None) -> str | None:
+    """The one label the model gave every scored review, where the reviews have both labels, else None (columns of
+    the confusion matrix: the predictions). A model that has not learnt to tell the labels apart (too few steps,
+    a learning rate too high or too low) says the same thing to every review, and its accuracy is then only the
+    share of that label: 0.5 on a balanced test, which reads like a bad model rather than no model."""
+    if not confusion or single_label(confusion):
+        return None
+    given = [LABEL_NAMES[j] for j in range(len(confusion[0])) if sum(row[j] for row in confusion)]
+    return given[0] if len(given) == 1 else None
+
+
+def single_prediction_note(label: str, n: int) -> str:
+    return (f"the model says {label} for all {n} reviews: it has not learnt to tell the labels apart, so its accuracy "
+            f"is only the share of {label} reviews (train it on more reviews or for more steps, or at another "
+            "learning rate)")
+
+
 def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None) -> dict[str, Any]:
     """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/.
     Where the data has a grouping column (`examples.groups`: Amazon's product domain), also the accuracy
@@ -290,6 +307,8 @@ def run_eval(cfg: EvalConfig, run: RunDir) -> dict[str, Any]:
     summary = {k: metrics[k] for k in ("accuracy", "f1", "n", "dataset", "windows_read", "skipped_empty")}
     run.log(f"{metrics['dataset']}: accuracy {metrics['accuracy']:.4f}  f1 {metrics['f1']:.4f}  n={metrics['n']} "
             f"({metrics['seconds']} s)")
+    if label := single_prediction(metrics["confusion"]):
+        run.log(f"note: {single_prediction_note(label, metrics['n'])}")
     return run.update_status(state="completed", metrics=summary, ended_at=now())  # a finished run has no phase
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import PipelineConfig, RunConfig
 from .data import load_test_split
-from .evaluation import Predictor, evaluate, scoring_label, single_label
+from .evaluation import Predictor, evaluate, scoring_label, single_label, single_prediction, single_prediction_note
 from .runs import RunDir, error_line, now, read_json, write_json_atomic
 from .training import train_run
 
@@ -145,6 +145,8 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
         pipe.log(f"{key}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']} ({m['seconds']:.0f}s)")
         if test.skipped_note():
             pipe.log(test.skipped_note())
+        if label := single_prediction(m["confusion"]):
+            pipe.log(f"note: {key}: {single_prediction_note(label, m['n'])}")
         return {"run_id": run.run_id, "accuracy": m["accuracy"]}
     return step
 
@@ -248,6 +250,21 @@ def one_label_rows(rows: list[dict[str, Any]]) -> str:
             + "; ".join(one) + ".") if one else ""
 
 
+def one_prediction_rows(rows: list[dict[str, Any]]) -> str:
+    """A warning naming the rows whose model gave every review the same label, or "" when there are none."""
+    one = [f"{ROW_TITLES[r['name']]} (all {r['n']} {label})"
+           for r in rows if (label := single_prediction(r.get("confusion")))]
+    return ("A model that gives every review the same label has not learnt to tell them apart; its accuracy is only "
+            "the share of that label (more training reviews or steps, or another learning rate, for that stage): "
+            + "; ".join(one) + ".") if one else ""
+
+
+def row_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """What a reader of the table must know before comparing its figures: rows scored on one label, rows whose
+    model answers one label."""
+    return [w for w in (one_label_rows(rows), one_prediction_rows(rows)) if w]
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Transfer results: {results['pipeline_id']}", "",
              "| row | data | scored as | accuracy | F1 | n | vs zero-shot (points) | vs baseline (points) |",
@@ -257,8 +274,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r.get('scored_as', '')} "
                      f"| {r['accuracy']:.4f} | {r['f1']:.4f} "
                      f"| {r['n']} | {d_zs} | {d_bl} |")
-    if one_label := one_label_rows(results["rows"]):
-        lines += ["", f"**Note**: {one_label}"]
+    for warning in row_warnings(results["rows"]):
+        lines += ["", f"**Note**: {warning}"]
     by_group = forgetting_by_group(results["rows"])
     if by_group:
         field = by_group[0]["field"]

@@ -19,7 +19,8 @@ import numpy as np
 
 from .config import RunConfig
 from .data import Encoder, load_splits, tokenize_cached
-from .evaluation import INFERENCE_FILE, Predictor, classification_metrics, evaluate
+from .evaluation import (INFERENCE_FILE, Predictor, classification_metrics, evaluate, single_prediction,
+                         single_prediction_note)
 from .runs import RunDir, append_jsonl, now, read_jsonl, write_json_atomic
 
 
@@ -326,6 +327,8 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         m = evaluate(predictor, splits.test, run)
         headline.update(test_accuracy=m["accuracy"], test_f1=m["f1"], test_n=m["n"], test_dataset=m["dataset"])
         run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}")
+        if label := single_prediction(m["confusion"]):
+            run.log(f"note: {single_prediction_note(label, m['n'])}")
     return run.update_status(state="completed", ended_at=now(), metrics=headline)
 
 

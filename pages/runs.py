@@ -8,7 +8,7 @@ import streamlit as st
 from core import jobs
 from core.config import PRESETS, EvalConfig
 from core.data import resolve_local
-from core.evaluation import single_label, wrong_predictions
+from core.evaluation import single_label, single_prediction, single_prediction_note, wrong_predictions
 from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
 from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, duration, metrics_frame,
@@ -138,6 +138,8 @@ def eval_result(run_id: str, run: RunDir) -> None:
         if label := single_label(m.get("confusion")):
             st.warning(f"Every review in {m['dataset']} is {label}: its accuracy only says how often the model gives "
                        "that label (the first rows of a split sorted by label?).")
+        if label := single_prediction(m.get("confusion")):
+            st.warning(f"{m['dataset']}: {single_prediction_note(label, m['n'])}.")
         st.plotly_chart(confusion_figure(m["confusion"], f"{m['dataset']}: accuracy {m['accuracy']:.4f}"),
                         key=f"confusion_{run_id}_{name}")
         if m.get("by_group"):
@@ -165,8 +167,9 @@ def evaluations(run_id: str, run: RunDir) -> None:
     if not run.has_model():
         return
     # A stage's evaluations named after a table row were the pipeline's (zero-shot, forgetting), not its own.
+    own = run.evals()
     table = [line(m, f"its pipeline: {ROW_TITLES[name].lower()}" if name in ROW_TITLES else "this run")
-             for name, m in run.evals().items()]
+             for name, m in own.items()]
     for job_id in eval_jobs([run_id]):
         job = RunDir.for_id(job_id)  # the folder, not the index: fresh on every refresh
         state = job.status().get("state", "?")
@@ -174,6 +177,9 @@ def evaluations(run_id: str, run: RunDir) -> None:
         table.append(line(saved, f"{STATE_ICONS.get(state, '')} {state} (eval job)", by_id[job_id].get("dataset"), job_id))
     if table:
         st.markdown("**Evaluations of this model**")
+        for m in own.values():  # an eval job's own details say it for the job
+            if label := single_prediction(m.get("confusion")):
+                st.warning(f"{m['dataset']}: {single_prediction_note(label, m['n'])}.")
         st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=f"evals_{run_id}",
                      column_config={"accuracy": st.column_config.NumberColumn(format="%.4f"),
                                     "f1": st.column_config.NumberColumn(format="%.4f"),

@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.pipeline import (ROW_TITLES, current_results, flipped_predictions, forgetting_by_group, one_label_rows,
-                           other_sources_scores, points, row_gaps)
+from core.pipeline import (ROW_TITLES, current_results, flipped_predictions, forgetting_by_group, other_sources_scores,
+                           points, row_gaps, row_warnings)
 from core.runs import RunDir
 from pages.common import (confusion_figure, predictor_for, run_name, runs_table, show_error, through_router,
                           transfer_figure)
@@ -44,8 +44,8 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
     "accuracy": st.column_config.NumberColumn(format="%.4f"), "F1": st.column_config.NumberColumn(format="%.4f")})
 st.plotly_chart(transfer_figure(results["rows"], ROW_TITLES), width="stretch", key="transfer_bars")
 src, after = by.get("source"), by.get("source_after_target")
-if one_label := one_label_rows(results["rows"]):
-    st.warning(one_label)
+for warning in row_warnings(results["rows"]):
+    st.warning(warning)
 
 
 notes = []

@@ -464,7 +464,37 @@ def test_an_evaluation_of_one_label_says_what_its_accuracy_means(lab_home):
         "label (the first rows of a split sorted by label?)."]
 
 
+def test_a_model_that_gives_every_review_one_label_is_called_out(reviews_dir, tiny_model, tmp_path):
+    """A run that learnt nothing says the same label to every review and scores 0.5 on a balanced test split,
+    which reads like a weak model; its log, `eval` and the Runs page say what it is."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from conftest import run_cli
+
+    says_positive = tmp_path / "says-positive"
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model)
+    with torch.no_grad():  # a head no review can move: the state of a run stopped before it learnt anything
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([-30.0, 30.0]))
+    model.save_pretrained(says_positive)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(says_positive)
+    run = RunDir.for_id("20260101-000000-train-eeeeee")
+    status = train_run(tiny_config(str(says_positive), reviews_dir, learning_rate=1e-7), run)
+    assert status["state"] == "completed" and status["metrics"]["test_accuracy"] == 0.5
+    note = ("the model says positive for all 16 reviews: it has not learnt to tell the labels apart, so its accuracy "
+            "is only the share of positive reviews (train it on more reviews or for more steps, or at another "
+            "learning rate)")
+    assert f"note: {note}" in run.log_path.read_text()
+    scored = run_cli("eval", "--run", run.run_id, "--data", str(reviews_dir / "test.parquet"), "--json")
+    assert scored.returncode == 0 and f"note: {note}" in scored.stderr, scored.stderr
+    at = app("pages/runs.py")
+    assert not at.exception, at.exception
+    assert [w.value for w in at.warning] == [f"{status['metrics']['test_dataset']}: {note}."]
+
+
 def test_the_transfer_page_flags_a_row_scored_on_one_label(lab_home):
+    from core.pipeline import ROW_TITLES
     from core.runs import write_json_atomic
 
     pipe = RunDir.for_id("20260101-000000-pipeline-dddddd")
@@ -475,13 +505,18 @@ def test_the_transfer_page_flags_a_row_scored_on_one_label(lab_home):
         {"name": "source", "dataset": "amazon_polarity", "split": "test", "accuracy": 0.9, "f1": 0.9, "n": 100,
          "confusion": [[45, 5], [5, 45]]},
         {"name": "target_zero_shot", "dataset": "imdb", "split": "test[:2000]", "accuracy": 0.8, "f1": 0.44, "n": 2000,
-         "confusion": [[1600, 400], [0, 0]]}]})
+         "confusion": [[1600, 400], [0, 0]]},
+        {"name": "target_only_baseline", "dataset": "imdb", "split": "test", "accuracy": 0.5, "f1": 0.33, "n": 200,
+         "confusion": [[0, 100], [0, 100]]}]})  # a baseline that learnt nothing from too few reviews
     at = app("pages/transfer.py")
     assert not at.exception, at.exception
     assert [w.value for w in at.warning] == [
         "Scored on reviews of one label only, so the accuracy there says how often the model gives that label (the "
         "first rows of a split sorted by label, such as the Hub's imdb, cut by max_eval_samples?): Target, zero-shot "
-        "(imdb:test[:2000]: all 2000 negative)."]
+        "(imdb:test[:2000]: all 2000 negative).",
+        "A model that gives every review the same label has not learnt to tell them apart; its accuracy is only the "
+        "share of that label (more training reviews or steps, or another learning rate, for that stage): "
+        f"{ROW_TITLES['target_only_baseline']} (all 200 positive)."]
 
 
 def test_curves_keep_their_axes_where_the_quantity_lives():

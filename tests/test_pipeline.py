@@ -112,3 +112,21 @@ def test_a_row_scored_on_one_label_is_flagged_in_the_table():
     assert warning.endswith(": Target, zero-shot (imdb:test[:2000]: all 2000 negative).")
     assert f"**Note**: {warning}" in results_markdown({"pipeline_id": "p", "rows": rows, "wall_s": 1.0})
     assert one_label_rows(rows[:1]) == "" and "Note" not in results_markdown({"pipeline_id": "p", "rows": rows[:1], "wall_s": 1})
+
+
+def test_a_row_whose_model_gives_one_label_is_flagged_in_the_table():
+    """A stage that learnt nothing (a baseline on too few reviews) answers one label: 0.5 is not a weak model's score."""
+    from core.evaluation import single_prediction
+    from core.pipeline import one_prediction_rows, results_markdown
+
+    assert single_prediction([[0, 50], [0, 50]]) == "positive" and single_prediction([[50, 0], [50, 0]]) == "negative"
+    assert single_prediction([[45, 5], [5, 45]]) is None
+    assert single_prediction([[0, 50], [0, 0]]) is None  # one label in the data: single_label's case, not this
+    rows = [{"name": "source", "dataset": "amazon_polarity", "split": "test", "accuracy": 0.9, "f1": 0.9, "n": 100,
+             "confusion": [[45, 5], [5, 45]]},
+            {"name": "target_only_baseline", "dataset": "imdb", "split": "test", "accuracy": 0.5, "f1": 0.33,
+             "n": 100, "confusion": [[50, 0], [50, 0]]}]
+    warning = one_prediction_rows(rows)
+    assert warning.endswith(": Target-only baseline (all 100 negative).")
+    assert f"**Note**: {warning}" in results_markdown({"pipeline_id": "p", "rows": rows, "wall_s": 1.0})
+    assert one_prediction_rows(rows[:1]) == ""
