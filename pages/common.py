@@ -64,14 +64,19 @@ def duration(row: dict[str, Any]) -> str:
 
 
 def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The runs as a table; show it with RUNS_COLUMNS (progress as a bar in whole percent, accuracy to 4 places)."""
     return pd.DataFrame([{
         "run": r["id"], "state": f"{STATE_ICONS.get(r['state'], '')} {r['state']}", "kind": r["kind"],
         "model": r.get("model") or "", "data": " → ".join(Path(d).name for d in str(r.get("dataset") or "").split(" → ")),
-        "progress": r.get("progress"),
+        "progress": None if r.get("progress") is None else round(100 * r["progress"]),
         "accuracy": headline(r.get("metrics")),
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["started_at"])) if r.get("started_at") else "",
         "duration": duration(r),
     } for r in rows])
+
+
+RUNS_COLUMNS = {"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100, format="%d%%"),
+                "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f")}
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading model…")

@@ -7,7 +7,7 @@ from core.config import PRESETS, load_preset
 from core.modeling import device_summary, hub_reachable
 from core.pipeline import ROW_NAMES, ROW_TITLES, load_results, points
 from core.runs import ACTIVE_STATES, RunDir
-from pages.common import REFRESH_S, runs_frame, runs_table, show_error, through_router
+from pages.common import REFRESH_S, RUNS_COLUMNS, runs_frame, runs_table, show_error, through_router
 
 through_router(__file__)
 st.title("Sentiment Transfer Lab")
@@ -43,9 +43,7 @@ if st.session_state.get("overview_launched"):
 def recent_runs() -> None:
     rows = [r for r in runs_table() if not r.get("parent")][:10]
     if rows:
-        st.dataframe(runs_frame(rows), hide_index=True, width="stretch",
-                     column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
-                                    "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f")})
+        st.dataframe(runs_frame(rows), hide_index=True, width="stretch", column_config=RUNS_COLUMNS)
     else:
         st.info("No runs yet. Start the pipeline above, or set up a single run on the Train page.")
 

@@ -11,8 +11,8 @@ from core.data import resolve_local
 from core.evaluation import single_label, single_prediction, single_prediction_note, wrong_predictions
 from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
-from pages.common import (CHARTS, REFRESH_S, STATE_ICONS, confusion_figure, curve_figure, duration, metrics_frame,
-                          run_label, run_name, runs_frame, runs_table, show_error, through_router)
+from pages.common import (CHARTS, REFRESH_S, RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_figure, duration,
+                          metrics_frame, run_label, run_name, runs_frame, runs_table, show_error, through_router)
 
 through_router(__file__)
 st.title("Runs")
@@ -24,8 +24,7 @@ by_id = {r["id"]: r for r in rows}
 
 # Jobs only: a pipeline's stages are listed under it in its details and can be picked below.
 st.dataframe(runs_frame([r for r in rows if not r.get("parent")]), hide_index=True, width="stretch", key="runs_table",
-             column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
-                            "accuracy": st.column_config.NumberColumn("accuracy", format="%.4f")})
+             column_config=RUNS_COLUMNS)
 
 # The selection lives in the URL (?run=<id>), so a reload, a new tab or a shared link shows the same run.
 linked = [r for r in st.query_params.get_all("run") if r in by_id]

@@ -45,6 +45,8 @@ def test_runs_page_shows_the_runs_curves_and_status(finished_run):
     assert len(at.get("plotly_chart")) == 5
     assert any(finished_run.run_id in str(m.value) and "✅" in str(m.value) for m in at.markdown)
     assert "step 4/4" in str(at.get("progress")[0].proto)
+    table = at.dataframe[0].value  # the runs table: progress in whole percent, shown as "100%"
+    assert table.loc[table["run"] == finished_run.run_id, "progress"].tolist() == [100]
 
 
 def test_runs_page_puts_two_runs_side_by_side(finished_run, reviews_dir, tiny_model):
