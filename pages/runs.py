@@ -258,6 +258,10 @@ def live_view() -> None:
             for col, (title, (column, markers)) in zip(cols, charts[i:i + 2]):
                 col.plotly_chart(curve_figure(frames, column, title, x=x, markers=markers), width="stretch",
                                  key=f"chart_{column}")
+        if all("eval_accuracy" not in f or f["eval_accuracy"].notna().sum() <= 1 for f in frames.values()):
+            st.caption("Validation is scored once per epoch unless `eval_steps` is set, so its charts have a point per "
+                       "epoch. For a curve: *Evaluate every N steps* under the Train page's More settings, or "
+                       "`--set eval_steps=N`.")
     elif any(by_id.get(i, {}).get("kind") != "eval" for i in selected):  # an evaluation has no curves to wait for
         st.caption("No metrics yet: curves appear with the first logged steps.")
     for run in runs:

@@ -27,6 +27,17 @@ HELP = {
     "epochs": "Passes over the training rows.",
     "early_stopping_patience": "Stop after this many evaluations without a better validation accuracy (0: off).",
     "precision": "auto: bf16/fp16 on a GPU, fp32 on a CPU.",
+    "eval_steps": "Score the validation split every N training steps (0: once per epoch). Each score is a point on "
+                  "the live validation curves and a checkpoint the best model is chosen from; more points cost "
+                  "scoring time.",
+    "logging_steps": "Write the training loss and learning rate to the run's metrics every N steps.",
+    "samples_per_class": "Train on a seeded, balanced sample of N reviews per label instead of the first rows (a "
+                         "split sorted by label, such as the Hub's imdb, would give one label). 0: off.",
+    "max_eval_samples": "Score only the first N rows of the test split (0: all of it).",
+    "validation_size": "Carved from the training rows to pick the best checkpoint and stop early: a fraction "
+                       "(0.1) or a row count (100). The test split is never used for that.",
+    "freeze_layers": "Freeze the embeddings and the bottom N encoder layers: faster steps, less to forget.",
+    "num_processes": "Processes to train with through `accelerate launch` (one per GPU; 1: no launcher).",
     "init_from": "Fine-tune further: start from a finished run's trained model (e.g. an Amazon model, then train "
                  "it on IMDB) instead of the pretrained weights; its architecture and tokenizer come with it.",
 }
@@ -161,6 +172,33 @@ with st.form("train_form"):
     head_fraction = h16.number_input("Head share (head+tail)", value=float(base.head_fraction), min_value=0.0,
                                      max_value=1.0, step=0.05, key="train_head", help=HELP["head_fraction"])
     field_error("head_fraction")
+    with st.expander("More settings: evaluation interval, balanced sample, validation, freezing, GPUs, name"):
+        m1, m2, m3, m4 = st.columns(4)
+        eval_steps = m1.number_input("Evaluate every N steps (0 = each epoch)", value=base.eval_steps or 0, min_value=0,
+                                     step=50, key="train_eval_steps", help=HELP["eval_steps"])
+        field_error("eval_steps")
+        logging_steps = m2.number_input("Log every N steps", value=base.logging_steps, min_value=0, step=5,
+                                        key="train_logging_steps", help=HELP["logging_steps"])
+        field_error("logging_steps")
+        per_class = m3.number_input("Balanced sample per class (0 = off)", value=base.samples_per_class or 0,
+                                    min_value=0, step=100, key="train_per_class", help=HELP["samples_per_class"])
+        field_error("samples_per_class")
+        test_rows = m4.number_input("Test rows (0 = all)", value=base.max_eval_samples or 0, min_value=0, step=100,
+                                    key="train_test_rows", help=HELP["max_eval_samples"])
+        field_error("max_eval_samples")
+        m5, m6, m7, m8 = st.columns(4)
+        validation_size = m5.number_input("Validation (fraction or rows)", value=float(base.validation_size),
+                                          min_value=0.0, step=0.05, key="train_validation", help=HELP["validation_size"])
+        field_error("validation_size")
+        freeze_layers = m6.number_input("Frozen encoder layers", value=base.freeze_layers, min_value=0, step=1,
+                                        key="train_freeze_layers", help=HELP["freeze_layers"])
+        freeze_embeddings = m6.checkbox("Freeze the embeddings", value=base.freeze_embeddings,
+                                        key="train_freeze_embeddings")
+        num_processes = m7.number_input("Processes (GPUs)", value=base.num_processes, min_value=0, step=1,
+                                        key="train_processes", help=HELP["num_processes"])
+        field_error("num_processes")
+        run_name = m8.text_input("Name (optional)", value="", key="train_name",
+                                 help="Shown beside the run's id in every list.")
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 
 if submitted and source_kind == "Upload a file" and upload_path is None:
@@ -179,6 +217,10 @@ if submitted:
         truncation=truncation, head_fraction=head_fraction, scheduler=scheduler, warmup_ratio=warmup,
         early_stopping_patience=int(patience), precision=precision, seed=int(seed), eval_windows=int(windows),
         eval_confidence=confidence, weight_decay=weight_decay, init_from=start_from or None,
+        eval_steps=int(eval_steps) or None, logging_steps=int(logging_steps), samples_per_class=int(per_class) or None,
+        max_eval_samples=int(test_rows) or None, validation_size=validation_size, freeze_layers=int(freeze_layers),
+        freeze_embeddings=freeze_embeddings, num_processes=int(num_processes),
+        name=run_name.strip() if mode == "One run" else base.name,
     )
     try:
         source = RunConfig.from_dict({**base.to_dict(), **values})
@@ -187,9 +229,10 @@ if submitted:
         else:
             # Stage 2 and the baseline follow the form's model, precision and seed; a bad target value is
             # named `target.FIELD`, as on the command line.
-            pcfg = dataclasses.replace(preset, source=source).with_overrides({
+            pcfg = dataclasses.replace(preset, source=source, name=run_name.strip() or preset.name).with_overrides({
                 "target.dataset": target_dataset.strip(), "target.model": source.model,
                 "target.precision": source.precision, "target.seed": source.seed,
+                "target.num_processes": source.num_processes,
                 "target.eval_max_length": int(target_eval_len) or None, "target.eval_windows": int(target_windows),
                 "target.eval_confidence": target_confidence})
             run = jobs.launch("pipeline", pcfg)

@@ -45,6 +45,7 @@ def test_runs_page_shows_the_runs_curves_and_status(finished_run):
     assert len(at.get("plotly_chart")) == 5
     assert any(finished_run.run_id in str(m.value) and "✅" in str(m.value) for m in at.markdown)
     assert "step 4/4" in str(at.get("progress")[0].proto)
+    assert any("Validation is scored once per epoch unless `eval_steps` is set" in c.value for c in at.caption)
     table = at.dataframe[0].value  # the runs table: progress in whole percent, shown as "100%"
     assert table.loc[table["run"] == finished_run.run_id, "progress"].tolist() == [100]
 
@@ -57,6 +58,7 @@ def test_runs_page_puts_two_runs_side_by_side(finished_run, reviews_dir, tiny_mo
     assert not at.exception, at.exception
     table = next(d.value for d in at.dataframe if list(d.value.columns) == [finished_run.run_id, other.run_id])
     assert table.loc["epochs"].tolist() == ["1", "2"] and "learning_rate" not in table.index
+    assert not any("scored once per epoch" in c.value for c in at.caption)  # the 2-epoch run has a curve
 
 
 def test_runs_page_shows_a_damaged_folder_without_a_traceback(lab_home):
@@ -128,6 +130,45 @@ def test_train_form_shows_a_bad_value_and_launches_nothing():
     from core import jobs
 
     assert jobs.list_runs() == []
+
+
+def test_train_forms_more_settings_reach_the_run(lab_home):
+    """The evaluation interval (the live validation curve's points), a balanced sample, the test rows, freezing
+    and a name travel from the form to the run's config.json; a clash between two of them is named at its field."""
+    import fcntl
+
+    from core import jobs
+
+    at = app("pages/train.py")
+    launch = "FormSubmitter:train_form-🚀 Launch"
+    at.radio(key="train_mode").set_value("One run")
+    at.number_input(key="train_n").set_value(1000)
+    at.number_input(key="train_per_class").set_value(300)
+    at.button(key=launch).click().run()
+    assert not at.exception and jobs.list_runs() == []
+    assert any("samples_per_class: set either max_train_samples or samples_per_class, not both" in e.value
+               for e in at.error)
+
+    lab_home.mkdir(parents=True, exist_ok=True)
+    with open(lab_home / "queue.lock", "w") as lock:  # held: the run stays queued, no worker trains it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            at.number_input(key="train_n").set_value(0)
+            at.number_input(key="train_eval_steps").set_value(50)
+            at.number_input(key="train_test_rows").set_value(400)
+            at.number_input(key="train_validation").set_value(200.0)
+            at.number_input(key="train_freeze_layers").set_value(2)
+            at.text_input(key="train_name").input("balanced 300")
+            at.button(key=launch).click().run()
+            assert not at.exception and not at.error, [e.value for e in at.error]
+            (queued,) = jobs.list_runs()
+            config = json.loads(RunDir.for_id(queued["id"]).config_path.read_text())
+        finally:
+            for run in jobs.queued_runs():
+                jobs.stop(run.run_id)
+    assert (config["samples_per_class"], config["max_train_samples"], config["eval_steps"]) == (300, None, 50)
+    assert (config["max_eval_samples"], config["validation_size"], config["freeze_layers"]) == (400, 200, 2)
+    assert config["name"] == "balanced 300" and queued["name"] == "balanced 300"
 
 
 def test_train_upload_is_checked_before_launch_and_never_falls_back_to_the_preset():
