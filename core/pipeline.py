@@ -241,28 +241,20 @@ def row_gaps(row: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, str]
     return gap(zs, ("target_finetuned", "target_only_baseline")), gap(bl, ("target_finetuned",))
 
 
-def one_label_rows(rows: list[dict[str, Any]]) -> str:
-    """A warning naming the rows scored on reviews of one label only, or "" when there are none."""
-    one = [f"{ROW_TITLES[r['name']]} ({r['dataset']}:{r['split']}: all {r['n']} {label})"
-           for r in rows if (label := single_label(r.get("confusion")))]
-    return ("Scored on reviews of one label only, so the accuracy there says how often the model gives that label "
-            "(the first rows of a split sorted by label, such as the Hub's imdb, cut by max_eval_samples?): "
-            + "; ".join(one) + ".") if one else ""
-
-
-def one_prediction_rows(rows: list[dict[str, Any]]) -> str:
-    """A warning naming the rows whose model gave every review the same label, or "" when there are none."""
-    one = [f"{ROW_TITLES[r['name']]} (all {r['n']} {label})"
-           for r in rows if (label := single_prediction(r.get("confusion")))]
-    return ("A model that gives every review the same label has not learnt to tell them apart; its accuracy is only "
-            "the share of that label (more training reviews or steps, or another learning rate, for that stage): "
-            + "; ".join(one) + ".") if one else ""
-
-
 def row_warnings(rows: list[dict[str, Any]]) -> list[str]:
-    """What a reader of the table must know before comparing its figures: rows scored on one label, rows whose
-    model answers one label."""
-    return [w for w in (one_label_rows(rows), one_prediction_rows(rows)) if w]
+    """What a reader of the table must know before comparing its figures, one warning per kind, each naming its
+    rows: rows scored on reviews of one label only (the first rows of a split sorted by label), and rows whose model
+    gave every review the same label (a stage that learnt nothing). None: []."""
+    scored_on_one = [f"{ROW_TITLES[r['name']]} ({r['dataset']}:{r['split']}: all {r['n']} {label})"
+                     for r in rows if (label := single_label(r.get("confusion")))]
+    answering_one = [f"{ROW_TITLES[r['name']]} (all {r['n']} {label})"
+                     for r in rows if (label := single_prediction(r.get("confusion")))]
+    return [f"{why}: {'; '.join(named)}." for why, named in (
+        ("Scored on reviews of one label only, so the accuracy there says how often the model gives that label (the "
+         "first rows of a split sorted by label, such as the Hub's imdb, cut by max_eval_samples?)", scored_on_one),
+        ("A model that gives every review the same label has not learnt to tell them apart; its accuracy is only the "
+         "share of that label (more training reviews or steps, or another learning rate, for that stage)", answering_one),
+    ) if named]
 
 
 def results_markdown(results: dict[str, Any]) -> str:

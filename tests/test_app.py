@@ -311,7 +311,8 @@ def test_try_page_shows_which_words_moved_each_model(finished_pipeline):
 def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipeline):
     at = app("pages/transfer.py")
     assert not at.exception, at.exception
-    assert not at.warning  # every row was scored on both labels
+    # every row was scored on both labels (a tiny model may still answer one label: that warning is its own)
+    assert not any(w.value.startswith("Scored on reviews of one label only") for w in at.warning)
     table = at.dataframe[0].value
     # The same five figures as bars, in the table's order.
     bars = json.loads(next(c for c in at.get("plotly_chart") if "transfer_bars" in c.proto.id).proto.spec)["data"][0]
@@ -481,7 +482,7 @@ def test_evaluate_a_finished_run_from_the_runs_page(finished_run, tmp_path):
     assert not at.exception, at.exception
     assert any(job_id in str(m.value) for m in at.markdown)
     assert [c for c in at.get("plotly_chart") if "films.csv" in str(c.proto)]
-    assert not at.warning  # both labels are in films.csv
+    assert not any(w.value.startswith("Every review in") for w in at.warning)  # both labels are in films.csv
     wrong = round((1 - status["metrics"]["accuracy"]) * 4)
     assert f"**The {wrong} reviews it got wrong**, the surest mistakes first" in [m.value for m in at.markdown]
     mistakes = next(d.value for d in at.dataframe if "probability" in d.value.columns)

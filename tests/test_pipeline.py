@@ -102,22 +102,22 @@ def test_source_accuracy_is_also_reported_per_domain_before_and_after_target_tra
 
 def test_a_row_scored_on_one_label_is_flagged_in_the_table():
     """The Hub's imdb test split is sorted by label: `target.max_eval_samples=2000` scores 2,000 negative reviews."""
-    from core.pipeline import one_label_rows, results_markdown
+    from core.pipeline import results_markdown, row_warnings
 
     rows = [{"name": "source", "dataset": "amazon_polarity", "split": "test", "accuracy": 0.9, "f1": 0.9, "n": 100,
              "confusion": [[45, 5], [5, 45]]},
             {"name": "target_zero_shot", "dataset": "imdb", "split": "test[:2000]", "accuracy": 0.8, "f1": 0.44,
              "n": 2000, "confusion": [[1600, 400], [0, 0]]}]
-    warning = one_label_rows(rows)
+    (warning,) = row_warnings(rows)
     assert warning.endswith(": Target, zero-shot (imdb:test[:2000]: all 2000 negative).")
     assert f"**Note**: {warning}" in results_markdown({"pipeline_id": "p", "rows": rows, "wall_s": 1.0})
-    assert one_label_rows(rows[:1]) == "" and "Note" not in results_markdown({"pipeline_id": "p", "rows": rows[:1], "wall_s": 1})
+    assert row_warnings(rows[:1]) == [] and "Note" not in results_markdown({"pipeline_id": "p", "rows": rows[:1], "wall_s": 1})
 
 
 def test_a_row_whose_model_gives_one_label_is_flagged_in_the_table():
     """A stage that learnt nothing (a baseline on too few reviews) answers one label: 0.5 is not a weak model's score."""
     from core.evaluation import single_prediction
-    from core.pipeline import one_prediction_rows, results_markdown
+    from core.pipeline import results_markdown, row_warnings
 
     assert single_prediction([[0, 50], [0, 50]]) == "positive" and single_prediction([[50, 0], [50, 0]]) == "negative"
     assert single_prediction([[45, 5], [5, 45]]) is None
@@ -126,7 +126,7 @@ def test_a_row_whose_model_gives_one_label_is_flagged_in_the_table():
              "confusion": [[45, 5], [5, 45]]},
             {"name": "target_only_baseline", "dataset": "imdb", "split": "test", "accuracy": 0.5, "f1": 0.33,
              "n": 100, "confusion": [[50, 0], [50, 0]]}]
-    warning = one_prediction_rows(rows)
+    (warning,) = row_warnings(rows)
     assert warning.endswith(": Target-only baseline (all 100 negative).")
     assert f"**Note**: {warning}" in results_markdown({"pipeline_id": "p", "rows": rows, "wall_s": 1.0})
-    assert one_prediction_rows(rows[:1]) == ""
+    assert row_warnings(rows[:1]) == []
