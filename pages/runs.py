@@ -109,6 +109,7 @@ def details(run_id: str) -> None:
     if state == "completed" and run.has_model():
         st.page_link("pages/train.py", label="Fine-tune this model further (Train page)", icon="🏋️",
                      query_params={"init_from": run_id})
+        use_elsewhere(run_id, run)
     if status.get("metrics"):
         with st.expander("Final metrics (status.json)"):
             st.json(status["metrics"])
@@ -126,6 +127,19 @@ def details(run_id: str) -> None:
     with st.expander("Log (last 40 lines)"):
         lines = run.log_path.read_text(errors="replace").splitlines()[-40:] if run.log_path.exists() else []
         st.code("\n".join(lines) or "(empty)")
+
+
+def use_elsewhere(run_id: str, run: RunDir) -> None:
+    """The model folder is plain transformers (safetensors, tokenizer, label names): how to take it away."""
+    with st.expander("Use this model outside the lab"):
+        st.caption("Plain transformers loads the folder; no code of this lab is needed. A plain pipeline cuts a long "
+                   "review at the model's maximum length; the lab reads it as the run was scored (the settings in "
+                   "sentiment_lab.json beside the weights: tokens, head+tail, windows), as `predict` does.")
+        st.code("from transformers import pipeline\n\n"
+                f"classify = pipeline(\"text-classification\", model={json.dumps(str(run.model_dir))})\n"
+                "print(classify([\"A wonderful film.\", \"Two hours I will never get back.\"], truncation=True))",
+                language="python")
+        st.code(f"python -m core predict --run {run_id} \"A wonderful film.\"", language="bash")
 
 
 def eval_result(run_id: str, run: RunDir) -> None:

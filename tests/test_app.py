@@ -1,6 +1,8 @@
 """Every page through streamlit.testing's AppTest, against a real (tiny) run in a private lab folder."""
 
+import ast
 import json
+import os
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -48,6 +50,21 @@ def test_runs_page_shows_the_runs_curves_and_status(finished_run):
     assert any("Validation is scored once per epoch unless `eval_steps` is set" in c.value for c in at.caption)
     table = at.dataframe[0].value  # the runs table: progress in whole percent, shown as "100%"
     assert table.loc[table["run"] == finished_run.run_id, "progress"].tolist() == [100]
+
+
+def test_a_finished_runs_model_comes_with_code_that_uses_it_outside_the_lab(finished_run):
+    import subprocess
+    import sys
+
+    at = app("pages/runs.py")
+    assert not at.exception, at.exception
+    snippet = next(c.value for c in at.code if "pipeline(" in c.value)
+    assert str(finished_run.model_dir) in snippet
+    out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    answers = ast.literal_eval(out.stdout.strip())
+    assert len(answers) == 2 and all(a["label"] in ("negative", "positive") for a in answers)
 
 
 def test_runs_page_puts_two_runs_side_by_side(finished_run, reviews_dir, tiny_model):
