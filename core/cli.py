@@ -68,12 +68,16 @@ def _print(obj: Any, as_json: bool, text: str | None = None) -> None:
 
 # ---------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
+    from .evaluation import single_prediction, single_prediction_note
     from .jobs import create_run
     from .training import train_run
 
     cfg = build_run_config(args)
     run = create_run("train", cfg, args.run_id)
     status = train_run(cfg, run)
+    for m in run.evals().values():  # a model that learnt nothing: said on stderr too, not only in log.txt
+        if label := single_prediction(m.get("confusion")):
+            print(f"note: {m['dataset']}: {single_prediction_note(label, m['n'])}", file=sys.stderr)
     _print({"run_id": run.run_id, "run_dir": str(run.path), **status}, args.json,
            f"{run.run_id}: {status.get('state')} {json.dumps(status.get('metrics', {}))}")
     return 0 if status.get("state") in ("completed", "stopped") else 1
@@ -81,7 +85,7 @@ def cmd_train(args) -> int:
 
 def cmd_pipeline(args) -> int:
     from .jobs import create_run
-    from .pipeline import collect_results, run_pipeline
+    from .pipeline import collect_results, row_warnings, run_pipeline
 
     pcfg = build_pipeline_config(args)
     pipe = create_run("pipeline", pcfg, args.run_id)
@@ -89,6 +93,8 @@ def cmd_pipeline(args) -> int:
     results = collect_results(pipe)
     if args.json:
         print(json.dumps(_results_json(results, status.get("state"))))
+        for warning in row_warnings(results["rows"]):  # results.md (printed without --json) has them as notes
+            print(f"note: {warning}", file=sys.stderr)
     else:
         print((pipe.path / "results.md").read_text())
     return 0 if status.get("state") == "completed" else 1
@@ -104,7 +110,7 @@ def _results_json(results: dict, state: str | None) -> dict:
 def cmd_results(args) -> int:
     """The Transfer page from a terminal: a pipeline's comparison table, finished or so far, and the target reviews
     whose label flipped between zero-shot and fine-tuned."""
-    from .pipeline import current_results, flipped_predictions, results_markdown
+    from .pipeline import current_results, flipped_predictions, results_markdown, row_warnings
     from .runs import RunDir
 
     pipe = RunDir.find(args.run)
@@ -120,6 +126,8 @@ def cmd_results(args) -> int:
             out["flipped"] = json.loads(flips.head(args.flipped).to_json(orient="records"))
             out["flipped_total"] = len(flips)
         print(json.dumps(out))
+        for warning in row_warnings(results["rows"]):
+            print(f"note: {warning}", file=sys.stderr)
         return 0
     print(results_markdown(results).rstrip() if results["rows"] else f"No rows yet: the pipeline is {state}.")
     if flips is not None and not flips.empty:

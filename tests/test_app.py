@@ -540,13 +540,16 @@ def test_a_model_that_gives_every_review_one_label_is_called_out(reviews_dir, ti
         model.classifier.bias.copy_(torch.tensor([-30.0, 30.0]))
     model.save_pretrained(says_positive)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(says_positive)
-    run = RunDir.for_id("20260101-000000-train-eeeeee")
-    status = train_run(tiny_config(str(says_positive), reviews_dir, learning_rate=1e-7), run)
+    (tmp_path / "c.json").write_text(json.dumps(tiny_config(str(says_positive), reviews_dir, learning_rate=1e-7).to_dict()))
+    trained = run_cli("train", "--config", str(tmp_path / "c.json"), "--json")
+    status = json.loads(trained.stdout)
     assert status["state"] == "completed" and status["metrics"]["test_accuracy"] == 0.5
+    run = RunDir.for_id(status["run_id"])
     note = ("the model says positive for all 16 reviews: it has not learnt to tell the labels apart, so its accuracy "
             "is only the share of positive reviews (train it on more reviews or for more steps, or at another "
             "learning rate)")
     assert f"note: {note}" in run.log_path.read_text()
+    assert f"note: {status['metrics']['test_dataset']}: {note}" in trained.stderr
     scored = run_cli("eval", "--run", run.run_id, "--data", str(reviews_dir / "test.parquet"), "--json")
     assert scored.returncode == 0 and f"note: {note}" in scored.stderr, scored.stderr
     at = app("pages/runs.py")

@@ -139,3 +139,26 @@ def test_a_half_written_run_folder_is_listed_not_fatal(lab_home):
     assert out.returncode == 0, out.stderr
     rows = {r["id"]: r for r in json.loads(out.stdout)}
     assert set(rows) == {"half-written"} and "unreadable" in rows["half-written"]["error"]
+
+
+def test_results_json_keeps_stdout_one_object_and_says_the_tables_warnings_on_stderr(lab_home):
+    """`results --json` (and `pipeline --json`) print one object; what a reader must know about the rows (one label
+    in the data, one label from the model) goes to stderr, as results.md has it for the table printed as text."""
+    from core.runs import RunDir, write_json_atomic
+
+    pipe = RunDir.for_id("20260101-000000-pipeline-ffffff")
+    pipe.path.mkdir(parents=True)
+    write_json_atomic(pipe.config_path, {"kind": "pipeline"})
+    pipe.update_status(state="completed", step=5, total_steps=5)
+    write_json_atomic(pipe.path / "results.json", {"pipeline_id": pipe.run_id, "wall_s": 1.0, "rows": [
+        {"name": "source", "run_id": "s", "dataset": "amazon_polarity", "split": "test", "accuracy": 0.9, "f1": 0.9,
+         "n": 100, "confusion": [[45, 5], [5, 45]]},
+        {"name": "target_only_baseline", "run_id": "b", "dataset": "imdb", "split": "test", "accuracy": 0.5,
+         "f1": 0.33, "n": 200, "confusion": [[0, 100], [0, 100]]}]})
+    out = run_cli("results", pipe.run_id, "--json")
+    assert out.returncode == 0, out.stderr
+    assert [r["name"] for r in json.loads(out.stdout)["rows"]] == ["source", "target_only_baseline"]
+    assert out.stderr.startswith("note: A model that gives every review the same label has not learnt to tell them "
+                                 "apart") and out.stderr.rstrip().endswith("Target-only baseline (all 200 positive).")
+    text = run_cli("results", pipe.run_id)
+    assert "**Note**: A model that gives every review the same label" in text.stdout and not text.stderr
