@@ -55,10 +55,10 @@ def queue() -> None:
     active = active_runs()
     if not active:
         st.caption("Nothing running or queued.")
-    for r in active:
-        progress = f" {r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
-        st.page_link("pages/runs.py", label=f"{STATE_ICONS[r['state']]} {r['id']}{progress}",
-                     query_params={"run": r["id"]})
+    for r in active:  # the progress first: a narrow sidebar cuts the end of a label, and the id's end is least needed
+        progress = f"{round(100 * r['progress'])}% · " if r.get("progress") is not None else ""
+        st.page_link("pages/runs.py", label=f"{STATE_ICONS[r['state']]} {progress}{r['id']}",
+                     query_params={"run": r["id"]}, help=f"{r['id']}: {r['state']}")
 
 
 pages = [st.Page(file, title=title, icon=icon, url_path=url, default=not url) for file, title, icon, url in PAGES]

@@ -423,6 +423,9 @@ def test_runs_page_follows_the_stage_a_running_pipeline_is_in(finished_pipeline)
     bars = [str(p.proto) for p in at.get("progress")]
     assert "2/5 stages done" in bars[0] and "step 1/4" in bars[1]
     assert "Now: training" in [c.value for c in at.caption]
+    # The sidebar's queue says how far, before the id (a narrow sidebar cuts a label's end): 2 stages and a quarter
+    links = [str(link.proto.label) for link in app().sidebar.get("page_link")]
+    assert any(label.endswith(f" 45% · {pid}") for label in links), links
     assert not any(c.value.startswith("Now: evaluating") for c in at.caption)
     # The rows it has so far are one click away.
     link = at.get("page_link")[-1].proto
@@ -448,7 +451,7 @@ def test_overview_start_button_queues_the_preset_and_shows_it_everywhere(lab_hom
             assert [r["state"] for r in queued] == ["queued"]
             run_id = queued[0]["id"]
             assert any(run_id in s.value for s in at.success)
-            assert any(run_id in str(link.proto.label) for link in at.sidebar.get("page_link"))
+            assert any(str(link.proto.label).endswith(run_id) for link in at.sidebar.get("page_link"))
             assert run_id in list(at.dataframe[0].value["run"])
         finally:  # cancelled before the lock is let go, pass or fail: a late dispatcher finds nothing to start
             for run in jobs.queued_runs():
