@@ -83,6 +83,9 @@ class RunConfig:
     early_stopping_patience: int = 0  # evaluations without improvement; 0 = off
     eval_steps: int | None = None  # None: evaluate once per epoch
     logging_steps: int = 10
+    # Once a run completes, model/ holds the best checkpoint's weights and nothing resumes it, so checkpoints/
+    # (weights again, plus optimizer state: ~4 GB a checkpoint for RoBERTa-large) is removed unless kept.
+    keep_checkpoints: bool = False
     group_by_length: bool = True
     precision: str = "auto"
     seed: int = 42

@@ -5,7 +5,7 @@
         status.json      state, progress, pid/host, error   (rewritten atomically)
         metrics.jsonl    one Trainer log entry per line      (appended as it happens)
         evals/<name>/    metrics.json + predictions.csv per evaluation
-        checkpoints/     Trainer checkpoints (best + last), for resume
+        checkpoints/     Trainer checkpoints (best + last), for resume; removed once the run completes
         model/           final model: safetensors + tokenizer, loadable by transformers.pipeline
         log.txt          the worker's stdout and stderr
 """

@@ -329,7 +329,13 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}")
         if label := single_prediction(m["confusion"]):
             run.log(f"note: {single_prediction_note(label, m['n'])}")
-    return run.update_status(state="completed", ended_at=now(), metrics=headline)
+    status = run.update_status(state="completed", ended_at=now(), metrics=headline)
+    if not cfg.keep_checkpoints and run.checkpoints_dir.exists():  # only after "completed": a failure before it resumes
+        size = sum(f.stat().st_size for f in run.checkpoints_dir.rglob("*") if f.is_file())
+        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
+        run.log(f"removed {run.checkpoints_dir.name}/ ({size / 2**20:,.0f} MB): {run.model_dir.name}/ holds the best "
+                "checkpoint's weights, and a completed run is never resumed (keep_checkpoints=true keeps them)")
+    return status
 
 
 def save_model(trainer, tokenizer, cfg: RunConfig, run: RunDir) -> None:

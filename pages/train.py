@@ -199,6 +199,10 @@ with st.form("train_form"):
         field_error("num_processes")
         run_name = m8.text_input("Name (optional)", value="", key="train_name",
                                  help="Shown beside the run's id in every list.")
+        keep_checkpoints = m8.checkbox("Keep the checkpoints", value=base.keep_checkpoints, key="train_keep_ckpt",
+                                       help="After the run completes, model/ holds the best checkpoint's weights and "
+                                            "checkpoints/ is removed (weights again and optimizer state: GBs for a "
+                                            "large model). Tick to keep it.")
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 
 if submitted and source_kind == "Upload a file" and upload_path is None:
@@ -219,7 +223,7 @@ if submitted:
         eval_confidence=confidence, weight_decay=weight_decay, init_from=start_from or None,
         eval_steps=int(eval_steps) or None, logging_steps=int(logging_steps), samples_per_class=int(per_class) or None,
         max_eval_samples=int(test_rows) or None, validation_size=validation_size, freeze_layers=int(freeze_layers),
-        freeze_embeddings=freeze_embeddings, num_processes=int(num_processes),
+        freeze_embeddings=freeze_embeddings, num_processes=int(num_processes), keep_checkpoints=keep_checkpoints,
         name=run_name.strip() if mode == "One run" else base.name,
     )
     try:

@@ -33,6 +33,15 @@ def test_a_run_writes_its_folder_and_a_loadable_model(reviews_dir, tiny_model):
 
     out = pipeline("text-classification", model=str(run.model_dir), device="cpu")("I loved it")
     assert out[0]["label"] in ("negative", "positive")
+    # model/ is the best checkpoint's weights and a completed run is never resumed: its checkpoints are gone
+    assert not run.checkpoints_dir.exists() and "removed checkpoints/" in log
+
+
+def test_keep_checkpoints_keeps_them_after_the_run_completes(reviews_dir, tiny_model):
+    run = RunDir.for_id("t-keep")
+    assert train_run(tiny_config(tiny_model, reviews_dir, keep_checkpoints=True), run)["state"] == "completed"
+    assert latest_checkpoint(run) is not None and (latest_checkpoint(run) / "optimizer.pt").exists()
+    assert "removed checkpoints/" not in run.log_path.read_text()
 
 
 def test_stop_checkpoints_and_resume_reaches_the_same_total(reviews_dir, tiny_model):
@@ -54,7 +63,7 @@ def test_stop_checkpoints_and_resume_reaches_the_same_total(reviews_dir, tiny_mo
     assert not run.has_model()
 
     final = train_run(cfg, run, resume=True)
-    assert final["state"] == "completed" and final["step"] == 20
+    assert final["state"] == "completed" and final["step"] == 20 and not run.checkpoints_dir.exists()
     steps = [r["step"] for r in read_jsonl(run.metrics_path) if "loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == 20  # no step twice, none missing at the end
     assert set(range(1, 21)) == set(steps)
