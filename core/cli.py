@@ -68,7 +68,7 @@ def _print(obj: Any, as_json: bool, text: str | None = None) -> None:
 
 # ---------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from .evaluation import single_prediction, single_prediction_note
+    from .evaluation import one_answer_note
     from .jobs import create_run
     from .training import train_run
 
@@ -76,8 +76,8 @@ def cmd_train(args) -> int:
     run = create_run("train", cfg, args.run_id)
     status = train_run(cfg, run)
     for m in run.evals().values():  # a model that learnt nothing: said on stderr too, not only in log.txt
-        if label := single_prediction(m.get("confusion")):
-            print(f"note: {m['dataset']}: {single_prediction_note(label, m['n'])}", file=sys.stderr)
+        if note := one_answer_note(m):
+            print(f"note: {m['dataset']}: {note}", file=sys.stderr)
     _print({"run_id": run.run_id, "run_dir": str(run.path), **status}, args.json,
            f"{run.run_id}: {status.get('state')} {json.dumps(status.get('metrics', {}))}")
     return 0 if status.get("state") in ("completed", "stopped") else 1
@@ -142,7 +142,7 @@ def cmd_results(args) -> int:
 
 def cmd_eval(args) -> int:
     from .config import EvalConfig
-    from .evaluation import evaluate_config, single_prediction, single_prediction_note
+    from .evaluation import evaluate_config, one_answer_note
     from .runs import RunDir
 
     cfg = EvalConfig(run=args.run, dataset=args.data, split=args.split, text_fields=args.text_fields,
@@ -167,8 +167,8 @@ def cmd_eval(args) -> int:
         hint = " (the first rows of a split sorted by label?)" if args.max_samples else ""
         print(f"note: {examples.one_class_note()}: the accuracy says how often the model gives that label{hint}",
               file=sys.stderr)
-    if label := single_prediction(m["confusion"]):
-        print(f"note: {single_prediction_note(label, m['n'])}", file=sys.stderr)
+    if note := one_answer_note(m):
+        print(f"note: {note}", file=sys.stderr)
     if m.get("by_group"):
         field = m["group_field"]
         out["by"] = {field: m["by_group"]}

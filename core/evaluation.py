@@ -235,10 +235,12 @@ def single_prediction(confusion: list[list[int]] | None) -> str | None:
     return given[0] if len(given) == 1 else None
 
 
-def single_prediction_note(label: str, n: int) -> str:
-    return (f"the model says {label} for all {n} reviews: it has not learnt to tell the labels apart, so its accuracy "
-            f"is only the share of {label} reviews (train it on more reviews or for more steps, or at another "
-            "learning rate)")
+def one_answer_note(metrics: dict[str, Any]) -> str:
+    """What an evaluation's figures mean when its model gave every review the same label, else ""."""
+    label = single_prediction(metrics.get("confusion"))
+    return (f"the model says {label} for all {metrics['n']} reviews: it has not learnt to tell the labels apart, so "
+            f"its accuracy is only the share of {label} reviews (train it on more reviews or for more steps, or at "
+            "another learning rate)") if label else ""
 
 
 def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None) -> dict[str, Any]:
@@ -307,8 +309,8 @@ def run_eval(cfg: EvalConfig, run: RunDir) -> dict[str, Any]:
     summary = {k: metrics[k] for k in ("accuracy", "f1", "n", "dataset", "windows_read", "skipped_empty")}
     run.log(f"{metrics['dataset']}: accuracy {metrics['accuracy']:.4f}  f1 {metrics['f1']:.4f}  n={metrics['n']} "
             f"({metrics['seconds']} s)")
-    if label := single_prediction(metrics["confusion"]):
-        run.log(f"note: {single_prediction_note(label, metrics['n'])}")
+    if note := one_answer_note(metrics):
+        run.log(f"note: {note}")
     return run.update_status(state="completed", metrics=summary, ended_at=now())  # a finished run has no phase
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import PipelineConfig, RunConfig
 from .data import load_test_split
-from .evaluation import Predictor, evaluate, scoring_label, single_label, single_prediction, single_prediction_note
+from .evaluation import Predictor, evaluate, one_answer_note, scoring_label, single_label, single_prediction
 from .runs import RunDir, error_line, now, read_json, write_json_atomic
 from .training import train_run
 
@@ -145,8 +145,8 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
         pipe.log(f"{key}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']} ({m['seconds']:.0f}s)")
         if test.skipped_note():
             pipe.log(test.skipped_note())
-        if label := single_prediction(m["confusion"]):
-            pipe.log(f"note: {key}: {single_prediction_note(label, m['n'])}")
+        if note := one_answer_note(m):
+            pipe.log(f"note: {key}: {note}")
         return {"run_id": run.run_id, "accuracy": m["accuracy"]}
     return step
 

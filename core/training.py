@@ -19,8 +19,7 @@ import numpy as np
 
 from .config import RunConfig
 from .data import Encoder, load_splits, tokenize_cached
-from .evaluation import (INFERENCE_FILE, Predictor, classification_metrics, evaluate, single_prediction,
-                         single_prediction_note)
+from .evaluation import INFERENCE_FILE, Predictor, classification_metrics, evaluate, one_answer_note
 from .runs import RunDir, append_jsonl, now, read_jsonl, write_json_atomic
 
 
@@ -327,8 +326,8 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         m = evaluate(predictor, splits.test, run)
         headline.update(test_accuracy=m["accuracy"], test_f1=m["f1"], test_n=m["n"], test_dataset=m["dataset"])
         run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}")
-        if label := single_prediction(m["confusion"]):
-            run.log(f"note: {single_prediction_note(label, m['n'])}")
+        if note := one_answer_note(m):
+            run.log(f"note: {note}")
     status = run.update_status(state="completed", ended_at=now(), metrics=headline)
     if not cfg.keep_checkpoints and run.checkpoints_dir.exists():  # only after "completed": a failure before it resumes
         size = sum(f.stat().st_size for f in run.checkpoints_dir.rglob("*") if f.is_file())

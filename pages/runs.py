@@ -8,7 +8,7 @@ import streamlit as st
 from core import jobs
 from core.config import PRESETS, EvalConfig
 from core.data import resolve_local
-from core.evaluation import single_label, single_prediction, single_prediction_note, wrong_predictions
+from core.evaluation import one_answer_note, single_label, wrong_predictions
 from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
 from pages.common import (CHARTS, REFRESH_S, RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_figure, duration,
@@ -151,8 +151,8 @@ def eval_result(run_id: str, run: RunDir) -> None:
         if label := single_label(m.get("confusion")):
             st.warning(f"Every review in {m['dataset']} is {label}: its accuracy only says how often the model gives "
                        "that label (the first rows of a split sorted by label?).")
-        if label := single_prediction(m.get("confusion")):
-            st.warning(f"{m['dataset']}: {single_prediction_note(label, m['n'])}.")
+        if note := one_answer_note(m):
+            st.warning(f"{m['dataset']}: {note}.")
         st.plotly_chart(confusion_figure(m["confusion"], f"{m['dataset']}: accuracy {m['accuracy']:.4f}"),
                         key=f"confusion_{run_id}_{name}")
         if m.get("by_group"):
@@ -191,8 +191,8 @@ def evaluations(run_id: str, run: RunDir) -> None:
     if table:
         st.markdown("**Evaluations of this model**")
         for m in own.values():  # an eval job's own details say it for the job
-            if label := single_prediction(m.get("confusion")):
-                st.warning(f"{m['dataset']}: {single_prediction_note(label, m['n'])}.")
+            if note := one_answer_note(m):
+                st.warning(f"{m['dataset']}: {note}.")
         st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=f"evals_{run_id}",
                      column_config={"accuracy": st.column_config.NumberColumn(format="%.4f"),
                                     "f1": st.column_config.NumberColumn(format="%.4f"),
@@ -272,7 +272,8 @@ def live_view() -> None:
             for col, (title, (column, markers)) in zip(cols, charts[i:i + 2]):
                 col.plotly_chart(curve_figure(frames, column, title, x=x, markers=markers), width="stretch",
                                  key=f"chart_{column}")
-        if all("eval_accuracy" not in f or f["eval_accuracy"].notna().sum() <= 1 for f in frames.values()):
+        one_point = all("eval_accuracy" not in f or f["eval_accuracy"].notna().sum() <= 1 for f in frames.values())
+        if one_point and not any((read_json(RunDir.for_id(k).config_path, {}) or {}).get("eval_steps") for k in frames):
             st.caption("Validation is scored once per epoch unless `eval_steps` is set, so its charts have a point per "
                        "epoch. For a curve: *Evaluate every N steps* under the Train page's More settings, or "
                        "`--set eval_steps=N`.")
