@@ -224,7 +224,7 @@ if submitted:
         eval_steps=int(eval_steps) or None, logging_steps=int(logging_steps), samples_per_class=int(per_class) or None,
         max_eval_samples=int(test_rows) or None, validation_size=validation_size, freeze_layers=int(freeze_layers),
         freeze_embeddings=freeze_embeddings, num_processes=int(num_processes), keep_checkpoints=keep_checkpoints,
-        name=run_name.strip() if mode == "One run" else base.name,
+        name=(run_name.strip() if mode == "One run" else "") or base.name,
     )
     try:
         source = RunConfig.from_dict({**base.to_dict(), **values})
