@@ -43,23 +43,25 @@ if st.session_state.get("runs_flash"):  # what the last Evaluate form queued, sa
 def actions(run_id: str) -> None:
     state = by_id[run_id]["state"]
     is_stage = bool(by_id[run_id].get("parent"))
+    # With several runs picked, each row of buttons says whose it is (the kind and hash end of the id).
+    whose = f" {run_id.split('-', 2)[-1]}" if len(selected) > 1 else ""
     cols = st.columns(4)
     try:
-        if state in ("running", "stopping") and not is_stage and cols[0].button("⏹ Stop", key=f"stop_{run_id}"):
+        if state in ("running", "stopping") and not is_stage and cols[0].button(f"⏹ Stop{whose}", key=f"stop_{run_id}"):
             RunDir.for_id(run_id).request_stop()  # the worker ends after the current step
             with st.spinner("Stopping after the current step…"):
                 jobs.stop(run_id, timeout=60)
             st.rerun()
-        if state == "queued" and cols[0].button("🚫 Cancel", key=f"cancel_{run_id}"):
+        if state == "queued" and cols[0].button(f"🚫 Cancel{whose}", key=f"cancel_{run_id}"):
             jobs.stop(run_id)
             st.rerun()
         damaged = not isinstance(read_json(RunDir.for_id(run_id).config_path), dict)
         if state in ("stopped", "interrupted", "failed") and not is_stage and not damaged and cols[1].button(
-                "▶ Resume", key=f"resume_{run_id}"):
+                f"▶ Resume{whose}", key=f"resume_{run_id}"):
             jobs.resume(run_id)
             st.rerun()
         if state not in ("running", "stopping") and not is_stage:
-            with cols[2].popover("🗑 Delete"):
+            with cols[2].popover(f"🗑 Delete{whose}"):
                 st.write(f"Delete **{run_id}** and everything in its folder?")
                 if st.button("Yes, delete", key=f"delete_{run_id}", type="primary"):
                     jobs.delete(run_id)

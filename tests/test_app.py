@@ -76,6 +76,16 @@ def test_runs_page_puts_two_runs_side_by_side(finished_run, reviews_dir, tiny_mo
     table = next(d.value for d in at.dataframe if list(d.value.columns) == [finished_run.run_id, other.run_id])
     assert table.loc["epochs"].tolist() == ["1", "2"] and "learning_rate" not in table.index
     assert not any("scored once per epoch" in c.value for c in at.caption)  # the 2-epoch run has a curve
+    # each row of buttons says whose it is
+    assert sorted(popover_labels(at.main)) == sorted(f"🗑 Delete {r.split('-', 2)[-1]}"
+                                                     for r in (finished_run.run_id, other.run_id))
+
+
+def popover_labels(node) -> list[str]:
+    """The labels of the popovers (blocks, which AppTest has no accessor for) under `node`."""
+    proto = getattr(node, "proto", None)
+    own = [proto.popover.label] if type(proto).__name__ == "Block" and proto.WhichOneof("type") == "popover" else []
+    return own + [label for child in getattr(node, "children", {}).values() for label in popover_labels(child)]
 
 
 def test_runs_page_shows_a_damaged_folder_without_a_traceback(lab_home):
