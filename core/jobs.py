@@ -430,9 +430,37 @@ def delete(run_id: str) -> None:
     if status.get("state") in ("running", "stopping") and worker_alive(status) is not False:
         raise ValueError(f"run: {run.run_id} is {status['state']}; stop it first")
     targets = [run] + [RunDir(p) for p in run.path.parent.glob(f"{run.run_id}.*") if p.is_dir()]
+    if needing := dependents({r.run_id for r in targets}):
+        raise ValueError(f"run: {', '.join(needing)} still need the model of {run.run_id} (to start, resume or score "
+                         "it); cancel or delete them first, or let them finish")
     for r in targets:
         shutil.rmtree(r.path, ignore_errors=True)
     sync_index()
+
+
+def dependents(run_ids: set[str]) -> list[str]:
+    """The other jobs that will still read one of these runs' models: a training run or pipeline started from it
+    (`init_from`: a run id, or a folder inside the run) that is queued, running or could be resumed, and an
+    evaluation of it not yet done."""
+    def refers_to(ref: str) -> bool:
+        if Path(ref).is_dir():  # a folder: this run's, or one inside it (its model/)
+            path = Path(ref).resolve()
+            return any(p.name in run_ids for p in (path, *path.parents))
+        try:
+            return RunDir.find(ref).run_id in run_ids
+        except ValueError:  # no longer resolves: nothing this deletion changes
+            return False
+
+    found = []
+    for row in list_runs(reconcile_first=False):
+        if row["state"] in ("completed", "cancelled") or row.get("parent") or row["id"] in run_ids:
+            continue
+        config = read_json(RunDir.for_id(row["id"]).config_path, {}) or {}
+        refs = ([config.get("run")] if config.get("kind") == "eval"
+                else [config.get("init_from"), (config.get("source") or {}).get("init_from")])
+        if any(refers_to(ref) for ref in refs if ref):
+            found.append(f"{row['id']} ({row['state']})")
+    return found
 
 
 def wait(run_id: str, timeout: float = 3600, poll: float = 1.0) -> dict[str, Any]:

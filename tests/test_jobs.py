@@ -5,6 +5,7 @@ import os
 import signal
 import time
 
+import pytest
 
 from conftest import run_cli, tiny_config
 from core import jobs
@@ -231,3 +232,29 @@ def test_stopping_an_eval_job_is_at_once(reviews_dir, tiny_model, tmp_path):
     status = jobs.stop(job.run_id, timeout=120)
     assert status["state"] == "stopped" and time.time() - started < 15
     assert not job.evals()  # nothing half-saved
+
+
+def test_a_model_another_job_still_needs_is_not_deleted(reviews_dir, tiny_model, tmp_path):
+    """Deleting a finished run whose model a stopped run was started from (it could not resume) or a queued
+    evaluation scores (it could not start) is refused, naming them; once they are gone, the run goes."""
+    from core.config import EvalConfig
+    from core.training import train_run
+
+    base = RunDir.for_id("20260101-000000-base-aaaaaa")
+    assert train_run(tiny_config(tiny_model, reviews_dir), base)["state"] == "completed"
+    further = jobs.create_run("train", tiny_config(tiny_model, reviews_dir, init_from=base.run_id))
+    further.update_status(state="stopped")
+    by_folder = jobs.create_run("train", tiny_config(tiny_model, reviews_dir, init_from=str(base.model_dir)))
+    scoring = jobs.create_run("eval", EvalConfig(run=base.run_id, dataset=str(reviews_dir)))  # queued, not dispatched
+    with pytest.raises(ValueError) as refused:
+        jobs.delete(base.run_id)
+    message = str(refused.value)
+    assert message.startswith("run: ") and f"still need the model of {base.run_id}" in message
+    assert all(f"{r.run_id} (" in message for r in (further, by_folder, scoring)) and base.has_model()
+    out = run_cli("delete", base.run_id)
+    assert out.returncode == 2 and out.stderr.startswith("error: run: ") and base.has_model()
+
+    for job in (further, by_folder, scoring):
+        jobs.delete(job.run_id) if job is further else jobs.stop(job.run_id)  # delete one, cancel the others
+    jobs.delete(base.run_id)
+    assert not base.path.exists()
