@@ -427,6 +427,9 @@ def delete(run_id: str) -> None:
 
     run = RunDir.find(run_id)
     status = run.status()
+    if parent := (read_json(run.config_path, {}) or {}).get("parent"):
+        raise ValueError(f"run: {run.run_id} is a stage of {parent}, whose table and resume need it; delete the "
+                         "pipeline (its stages go with it)")
     if status.get("state") in ("running", "stopping") and worker_alive(status) is not False:
         raise ValueError(f"run: {run.run_id} is {status['state']}; stop it first")
     targets = [run] + [RunDir(p) for p in run.path.parent.glob(f"{run.run_id}.*") if p.is_dir()]

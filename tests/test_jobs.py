@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli, tiny_config
 from core import jobs
-from core.runs import RunDir, read_jsonl
+from core.runs import RunDir, read_jsonl, write_json_atomic
 
 
 def wait_for(predicate, timeout=120, what="condition"):
@@ -234,9 +234,10 @@ def test_stopping_an_eval_job_is_at_once(reviews_dir, tiny_model, tmp_path):
     assert not job.evals()  # nothing half-saved
 
 
-def test_a_model_another_job_still_needs_is_not_deleted(reviews_dir, tiny_model, tmp_path):
+def test_delete_refuses_what_another_job_still_needs(reviews_dir, tiny_model, tmp_path):
     """Deleting a finished run whose model a stopped run was started from (it could not resume) or a queued
-    evaluation scores (it could not start) is refused, naming them; once they are gone, the run goes."""
+    evaluation scores (it could not start) is refused, naming them, and so is deleting one stage of a pipeline;
+    once the jobs that need it are gone, the run goes."""
     from core.config import EvalConfig
     from core.training import train_run
 
@@ -253,6 +254,13 @@ def test_a_model_another_job_still_needs_is_not_deleted(reviews_dir, tiny_model,
     assert all(f"{r.run_id} (" in message for r in (further, by_folder, scoring)) and base.has_model()
     out = run_cli("delete", base.run_id)
     assert out.returncode == 2 and out.stderr.startswith("error: run: ") and base.has_model()
+
+    pipeline_id = "20260101-000000-pipeline-bbbbbb"
+    stage = jobs.create_run("train", tiny_config(tiny_model, reviews_dir), run_id=f"{pipeline_id}.source")
+    write_json_atomic(stage.config_path, {**json.loads(stage.config_path.read_text()), "parent": pipeline_id})
+    with pytest.raises(ValueError, match=rf"is a stage of {pipeline_id}, .*; delete the pipeline"):
+        jobs.delete(stage.run_id)  # a pipeline's table and resume read its stages' folders
+    assert stage.path.exists()
 
     for job in (further, by_folder, scoring):
         jobs.delete(job.run_id) if job is further else jobs.stop(job.run_id)  # delete one, cancel the others
