@@ -1,10 +1,12 @@
 """Transfer: the comparison table of a pipeline, confusion matrices, and the reviews that flipped."""
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from core.pipeline import (ROW_TITLES, current_results, flipped_predictions, forgetting_by_group, other_sources_scores,
-                           points, row_gaps, row_warnings)
+                           points, results_markdown, row_gaps, row_warnings)
 from core.runs import RunDir
 from pages.common import (confusion_figure, predictor_for, run_name, runs_table, show_error, through_router,
                           transfer_figure)
@@ -60,6 +62,12 @@ if src and after:
     notes.append(f"Source accuracy moved by {in_points(change)} after target training ({verdict}).")
 st.markdown(" ".join(notes))
 st.caption(f"Wall time: {results['wall_s']:.0f} s")
+# For a report: the table as the pipeline's results.md / results.json have it (built here, so rows so far too).
+d1, d2, _ = st.columns([1, 1, 2])
+d1.download_button("The table as Markdown", results_markdown(results), f"{choice}-results.md", "text/markdown",
+                   key="transfer_download_md", icon=":material/download:", width="stretch")
+d2.download_button("The table as JSON", json.dumps(results, indent=2), f"{choice}-results.json",
+                   "application/json", key="transfer_download_json", icon=":material/download:", width="stretch")
 
 by_group = forgetting_by_group(results["rows"])
 if by_group:

@@ -361,6 +361,8 @@ def test_transfer_page_puts_the_figures_first_and_speaks_in_points(finished_pipe
     assert list(domains["domain"]) == ["books", "kitchen"] and domains["n"].sum() == 16
     first = domains.iloc[0]
     assert first["change (points)"] == f"{(first['after'] - first['before']) * 100:+.2f}"
+    # The table for a report, as the pipeline's results.md and results.json have it.
+    assert [b.proto.label for b in at.get("download_button")][:2] == ["The table as Markdown", "The table as JSON"]
 
 
 def test_the_overview_shows_the_latest_transfer_at_a_glance(finished_pipeline):
