@@ -88,6 +88,19 @@ def popover_labels(node) -> list[str]:
     return own + [label for child in getattr(node, "children", {}).values() for label in popover_labels(child)]
 
 
+def test_runs_page_refuses_to_delete_a_model_another_run_needs(finished_run, reviews_dir, tiny_model):
+    from core import jobs
+
+    further = jobs.create_run("train", tiny_config(tiny_model, reviews_dir, init_from=finished_run.run_id))
+    further.update_status(state="stopped")  # it resumes from its checkpoint, on top of finished_run's model
+    at = app("pages/runs.py")
+    at.multiselect(key="runs_selected").set_value([finished_run.run_id]).run()
+    at.button(key=f"delete_{finished_run.run_id}").click().run()
+    assert not at.exception, at.exception
+    assert any(f"{further.run_id} (stopped) still need the model of {finished_run.run_id}" in e.value for e in at.error)
+    assert finished_run.has_model()
+
+
 def test_runs_page_shows_a_damaged_folder_without_a_traceback(lab_home):
     folder = lab_home / "runs" / "20260101-000000-damaged-aaaaaa"
     folder.mkdir(parents=True)
