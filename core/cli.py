@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +30,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
                    help="override one field (repeatable); pipelines: target.FIELD=VALUE for stage 2")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.epilog = ("FIELD is one of RunConfig's: " + ", ".join(f.name for f in dataclasses.fields(RunConfig))
+                + ". A list takes commas (text_fields=title,content); an empty value or none clears an optional "
+                "field (target.max_eval_samples=). RunConfig in core/config.py says what each does.")
 
 
 def parse_assignments(sets: list[str]) -> dict[str, str]:

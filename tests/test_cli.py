@@ -15,6 +15,16 @@ def test_every_command_has_help(command):
     assert out.returncode == 0 and "usage:" in out.stdout
 
 
+@pytest.mark.parametrize("command", ["train", "pipeline", "launch"])
+def test_set_help_names_every_field_it_takes(command):
+    import dataclasses
+
+    from core.config import RunConfig
+
+    help_text = " ".join(run_cli(command, "--help").stdout.split())  # argparse wraps the epilog
+    assert all(f"{f.name}," in help_text or f"{f.name}." in help_text for f in dataclasses.fields(RunConfig))
+
+
 def test_the_top_level_help_lists_the_users_commands_only():
     out = run_cli("--help")
     assert out.returncode == 0
