@@ -314,6 +314,9 @@ def cmd_logs(args) -> int:
 
 
 def cmd_presets(args) -> int:
+    if args.name:  # every field, as a config file: `presets NAME > my.json`, edit, `pipeline --config my.json`
+        print(json.dumps({"kind": "pipeline", **load_preset(args.name).to_dict()}, indent=2))
+        return 0
     data = {name: {"description": p.get("description", ""), "source": p["source"], "target": p["target"]}
             for name, p in PRESETS.items()}
     _print(data, args.json, "\n".join(f"{n:14} {d['description']}" for n, d in data.items()))
@@ -436,7 +439,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     p.set_defaults(func=cmd_logs)
 
-    p = sub.add_parser("presets", help="list presets")
+    p = sub.add_parser("presets", help="list presets, or print one's every field")
+    p.add_argument("name", nargs="?", help="print this preset's whole config (JSON, usable with --config)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_presets)
 

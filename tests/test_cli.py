@@ -172,3 +172,14 @@ def test_results_json_keeps_stdout_one_object_and_says_the_tables_warnings_on_st
                                  "apart") and out.stderr.rstrip().endswith("Target-only baseline (all 200 positive).")
     text = run_cli("results", pipe.run_id)
     assert "**Note**: A model that gives every review the same label" in text.stdout and not text.stderr
+
+
+def test_a_presets_every_field_prints_as_a_config_file_the_commands_take(tmp_path):
+    from core.config import load_config_file, load_preset
+
+    out = run_cli("presets", "offline-quick")
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "mine.json").write_text(out.stdout)  # `presets NAME > mine.json`, edit, `--config mine.json`
+    assert load_config_file(str(tmp_path / "mine.json")).to_dict() == load_preset("offline-quick").to_dict()
+    unknown = run_cli("presets", "nope")
+    assert unknown.returncode == 2 and unknown.stderr.strip().startswith("error: preset: unknown preset 'nope'")
