@@ -226,7 +226,8 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         field, fix = (("max_train_samples", "; the split may be sorted by label: samples_per_class draws a balanced sample")
                       if cfg.max_train_samples else ("label_field", ""))
         raise ValueError(f"{field}: {splits.train.one_class_note()}: a classifier needs both labels to learn{fix}")
-    run.log(f"data: train {len(splits.train)} {splits.train.label_counts()}, validation {len(splits.validation)}, "
+    run.log(f"data: train {len(splits.train)} {splits.train.label_counts()}, "
+            f"validation {len(splits.validation)} {splits.validation.label_counts()}, "
             f"test {len(splits.test) if splits.test else 0} ({splits.test.source if splits.test else 'none'})")
     for part in (splits.train, splits.validation, splits.test):
         if part is not None and part.skipped_note():

@@ -90,6 +90,22 @@ def test_splits_keep_first_n_and_validation_apart(reviews_dir, tiny_model):
     assert len(s.test) == 16 and s.test.source == "reviews:test"
 
 
+def test_validation_never_holds_one_label_when_the_split_is_sorted_by_label(tmp_path, reviews_dir, tiny_model):
+    """The first 30 rows of a split sorted by label (as the Hub's imdb is) take every negative review, so the rows
+    training leaves out are all positive: validation is then carved from the training rows instead, both labels."""
+    folder = tmp_path / "sorted"
+    folder.mkdir()
+    frame = review_frame(40).sort_values("label", kind="stable").reset_index(drop=True)  # 20 negative, then 20 positive
+    frame.to_parquet(folder / "train.parquet")
+    frame.to_parquet(folder / "test.parquet")
+    s = load_splits(tiny_config(tiny_model, folder, max_train_samples=30, validation_size=8))
+    assert s.validation.label_counts()["negative"] > 0 and s.validation.label_counts()["positive"] > 0
+    assert len(s.train) == 22 and not set(s.validation.rows) & set(s.train.rows)
+    assert set(s.train.rows) | set(s.validation.rows) == set(range(30))  # the first 30 rows, as asked
+    shuffled = load_splits(tiny_config(tiny_model, reviews_dir, max_train_samples=20, validation_size=10))
+    assert not set(shuffled.validation.rows) & set(range(20))  # a mixed split: from the rows training leaves out
+
+
 def test_a_validation_split_that_leaves_nothing_to_train_on_is_named(reviews_dir, tiny_model):
     with pytest.raises(ValueError, match=r"^validation_size: 48 validation rows leave no training rows out of 48$"):
         load_splits(tiny_config(tiny_model, reviews_dir, max_train_samples=None, validation_size=48.0))
