@@ -150,7 +150,8 @@ def cmd_eval(args) -> int:
     from .runs import RunDir
 
     cfg = EvalConfig(run=args.run, dataset=args.data, split=args.split, text_fields=args.text_fields,
-                     label_field=args.label_field, max_samples=args.max_samples, max_length=args.max_length,
+                     label_field=args.label_field, max_samples=args.max_samples,
+                     samples_per_class=args.per_class, max_length=args.max_length,
                      truncation=args.truncation, windows=args.windows, confidence=args.confidence,
                      batch_size=args.batch_size, by=args.by, name=args.name or "")
     if args.background:  # a job of its own, in the queue like a training run; its folder keeps the results
@@ -168,7 +169,8 @@ def cmd_eval(args) -> int:
     if examples.skipped_note():
         print(f"note: {examples.skipped_note()}", file=sys.stderr)  # stderr: --json's stdout stays one object
     if examples.one_class_note():
-        hint = " (the first rows of a split sorted by label?)" if args.max_samples else ""
+        hint = (" (the first rows of a split sorted by label? --per-class N draws a balanced sample)"
+                if args.max_samples else "")
         print(f"note: {examples.one_class_note()}: the accuracy says how often the model gives that label{hint}",
               file=sys.stderr)
     if note := one_answer_note(m):
@@ -374,6 +376,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--text-fields", default="", help="comma-separated text columns (default: guess)")
     p.add_argument("--label-field", default="label")
     p.add_argument("--max-samples", type=int, help="the first N rows")
+    p.add_argument("--per-class", type=int, metavar="N",
+                   help="or a seeded, balanced sample of N reviews per label (for a split sorted by label)")
     p.add_argument("--max-length", type=int, help="tokens per window (default: as trained)")
     p.add_argument("--truncation", choices=TRUNCATIONS, help="head, tail or head_tail (default: as trained)")
     p.add_argument("--windows", type=int, help="average over up to N windows of a long review (default: as trained)")

@@ -230,6 +230,9 @@ class EvalConfig:
     text_fields: list[str] = field(default_factory=list)  # empty: guess (title+content, text, ...)
     label_field: str = "label"
     max_samples: int | None = None  # the first N rows of the split: a fixed sample, comparable across runs
+    # or a seeded, balanced sample of N reviews per label (a split sorted by label, such as the Hub's imdb,
+    # has one label in its first N rows)
+    samples_per_class: int | None = None
     max_length: int | None = None
     truncation: str | None = None
     windows: int | None = None
@@ -250,8 +253,11 @@ class EvalConfig:
             raise ValueError("dataset: must name a Hub dataset or a local folder/file")
         if not self.split.strip():
             raise ValueError("split: must name a split (test, train, ...)")
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ValueError(f"max_samples: must be >= 1 (or empty for all), got {self.max_samples!r}")
+        for name in ("max_samples", "samples_per_class"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1 (or empty for all), got {getattr(self, name)!r}")
+        if self.max_samples is not None and self.samples_per_class is not None:
+            raise ValueError("samples_per_class: set either max_samples or samples_per_class, not both")
         if self.max_length is not None:
             check_between("max_length", self.max_length, TOKEN_RANGE, "tokens")
         if self.truncation is not None and self.truncation not in TRUNCATIONS:

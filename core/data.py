@@ -312,9 +312,10 @@ def load_test_split(cfg) -> Examples | None:
 def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[str] = (), label_field: str = "label",
                        max_samples: int | None = None, dataset_config: str | None = None,
                        missing_ok: bool = False, by: str | None = None,
-                       rows: tuple[int, int] | None = None) -> Examples | None:
-    """The first `max_samples` rows of a split, or its rows a:b (`rows`): a fixed sample, comparable across
-    runs; grouped by the column `by` (default: the table's own grouping column, if any; see `to_examples`)."""
+                       rows: tuple[int, int] | None = None, samples_per_class: int | None = None) -> Examples | None:
+    """The first `max_samples` rows of a split, its rows a:b (`rows`), or a seeded sample of `samples_per_class`
+    reviews per label: a fixed sample, comparable across runs; grouped by the column `by` (default: the table's
+    own grouping column, if any; see `to_examples`)."""
     try:
         table = load_table(dataset, split, dataset_config)
     except ValueError as exc:
@@ -323,6 +324,13 @@ def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[
         raise
     if rows is not None:
         picked, suffix = np.arange(rows[0], min(rows[1], len(table))), f"[{rows[0]}:{rows[1]}]"
+    elif samples_per_class:
+        if label_field not in table.column_names:
+            raise ValueError(f"label_field: column {label_field!r} is not in {dataset}")
+        labels, rng = map_labels(table[label_field]), np.random.default_rng(0)  # the same sample every time
+        picked = np.sort(np.concatenate([rng.choice(pool, size=min(samples_per_class, len(pool)), replace=False)
+                                         for pool in (np.flatnonzero(labels == c) for c in (0, 1))]))
+        suffix = f"[{samples_per_class} per label]"
     else:
         picked = np.arange(min(len(table), max_samples) if max_samples else len(table))
         suffix = f"[:{max_samples}]" if max_samples and max_samples < len(table) else ""

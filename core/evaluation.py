@@ -282,7 +282,7 @@ def evaluate_config(cfg: EvalConfig, save_to: RunDir | None = None, name: str | 
 
     model_run = RunDir.find(cfg.run)
     examples = load_eval_examples(cfg.dataset, cfg.split, cfg.text_fields, cfg.label_field, cfg.max_samples,
-                                  cfg.dataset_config, by=cfg.by)
+                                  cfg.dataset_config, by=cfg.by, samples_per_class=cfg.samples_per_class)
     if log is not None:
         log(f"data: {examples.source}, {len(examples)} reviews {examples.label_counts()}")
         if examples.skipped_note():

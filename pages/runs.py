@@ -152,7 +152,8 @@ def eval_result(run_id: str, run: RunDir) -> None:
     for name, m in run.evals().items():
         if label := single_label(m.get("confusion")):
             st.warning(f"Every review in {m['dataset']} is {label}: its accuracy only says how often the model gives "
-                       "that label (the first rows of a split sorted by label?).")
+                       "that label (the first rows of a split sorted by label? *N per label* in the Evaluate form, "
+                       "or `eval --per-class N`, draws a balanced sample).")
         if note := one_answer_note(m):
             st.warning(f"{m['dataset']}: {note}.")
         st.plotly_chart(confusion_figure(m["confusion"], f"{m['dataset']}: accuracy {m['accuracy']:.4f}"),
@@ -234,10 +235,13 @@ def evaluate_form(run_id: str, run: RunDir) -> None:
             fields = c2.text_input("Text column(s), comma-separated", "", key=f"eval_fields_{run_id}",
                                    help="Empty: guessed (title + content, text, review, ...)")
             label = c3.text_input("Label column", "label", key=f"eval_label_{run_id}")
-            c4, c5 = st.columns(2)
-            max_samples = c4.number_input("Reviews to score (the first N; 0: all)", 0, None, 2000, step=500,
+            c4, c6, c5 = st.columns(3)
+            max_samples = c4.number_input("Reviews to score (N; 0: all)", 0, None, 2000, step=500,
                                           key=f"eval_n_{run_id}", help="A fixed sample: comparable across models. "
                                           "On 2 CPU cores 2,000 IMDB reviews take a few minutes per model.")
+            balanced = c6.radio("Which", ["the first N", "N per label"], key=f"eval_sample_{run_id}",
+                                help="N per label: a seeded, balanced sample (2N reviews), for a split sorted by "
+                                     "label, such as the Hub's imdb, whose first rows are all negative.")
             windows = c5.selectbox("Windows per review", ["as trained", 1, 2, 3, 4], key=f"eval_windows_{run_id}",
                                    help="Average the model over up to N windows of a long review "
                                         "(as trained: the reading saved with the model).")
@@ -245,7 +249,8 @@ def evaluate_form(run_id: str, run: RunDir) -> None:
                 try:
                     data = typed.strip() if choice.startswith("Another") else choice
                     cfg = EvalConfig(run=run_id, dataset=data, split=split, text_fields=fields, label_field=label,
-                                     max_samples=max_samples or None,
+                                     max_samples=None if balanced == "N per label" else max_samples or None,
+                                     samples_per_class=(max_samples or None) if balanced == "N per label" else None,
                                      windows=None if windows == "as trained" else windows)
                     st.session_state["runs_flash"] = jobs.launch("eval", cfg).run_id
                     st.rerun()  # the whole page: the runs table lists the new job

@@ -507,6 +507,8 @@ def test_evaluate_a_finished_run_from_the_runs_page(finished_run, tmp_path):
     at.text_input(key=f"eval_fields_{finished_run.run_id}").input("review")
     at.text_input(key=f"eval_label_{finished_run.run_id}").input("stars")
     at.selectbox(key=f"eval_windows_{finished_run.run_id}").set_value(2)
+    at.number_input(key=f"eval_n_{finished_run.run_id}").set_value(2)
+    at.radio(key=f"eval_sample_{finished_run.run_id}").set_value("N per label")  # a balanced sample: 2 + 2
     at.button(key=submit).click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     job_id = next(r["id"] for r in jobs.list_runs() if r["kind"] == "eval")
@@ -514,6 +516,7 @@ def test_evaluate_a_finished_run_from_the_runs_page(finished_run, tmp_path):
     config = RunDir.for_id(job_id).config()
     assert (config["run"], config["text_fields"], config["label_field"], config["windows"]) == (
         finished_run.run_id, ["review"], "stars", 2)
+    assert (config["samples_per_class"], config["max_samples"]) == (2, None)
     status = jobs.wait(job_id, timeout=180)
     assert status["state"] == "completed" and status["metrics"]["n"] == 4
 
@@ -551,7 +554,8 @@ def test_an_evaluation_of_one_label_says_what_its_accuracy_means(lab_home):
     assert not at.exception, at.exception
     assert [w.value for w in at.warning] == [
         "Every review in imdb:test[:2000] is negative: its accuracy only says how often the model gives that "
-        "label (the first rows of a split sorted by label?)."]
+        "label (the first rows of a split sorted by label? *N per label* in the Evaluate form, or `eval --per-class "
+        "N`, draws a balanced sample)."]
 
 
 def test_a_model_that_gives_every_review_one_label_is_called_out(reviews_dir, tiny_model, tmp_path):

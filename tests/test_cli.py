@@ -116,7 +116,15 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
     one = run_cli("eval", "--run", run_id, "--data", str(ordered), "--max-samples", "3", "--json")
     assert one.returncode == 0 and json.loads(one.stdout)["n"] == 3, one.stderr
     assert ("note: all 3 reviews in sorted.csv:test[:3] are positive: the accuracy says how often the model gives that "
-            "label (the first rows of a split sorted by label?)") in one.stderr
+            "label (the first rows of a split sorted by label? --per-class N draws a balanced sample)") in one.stderr
+    balanced = run_cli("eval", "--run", run_id, "--data", str(ordered), "--per-class", "2", "--json")
+    assert balanced.returncode == 0 and "note: all" not in balanced.stderr, balanced.stderr
+    scored_balanced = json.loads(balanced.stdout)
+    assert scored_balanced["n"] == 4 and scored_balanced["dataset"] == "sorted.csv:test[2 per label]"
+    assert [sum(row) for row in scored_balanced["confusion"]] == [2, 2]  # two reviews of each label
+    both = run_cli("eval", "--run", run_id, "--data", str(ordered), "--per-class", "2", "--max-samples", "3")
+    assert both.returncode == 2 and both.stderr.strip() == (
+        "error: samples_per_class: set either max_samples or samples_per_class, not both")
     assert "note: all" not in scored.stderr
 
     empty = run_cli("predict", "--run", run_id, "   ")
