@@ -168,10 +168,10 @@ def cmd_eval(args) -> int:
     text = f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}"
     if examples.skipped_note():
         print(f"note: {examples.skipped_note()}", file=sys.stderr)  # stderr: --json's stdout stays one object
-    if examples.one_class_note():
+    if one_class := examples.one_class_note():
         hint = (" (the first rows of a split sorted by label? --per-class N draws a balanced sample)"
                 if args.max_samples else "")
-        print(f"note: {examples.one_class_note()}: the accuracy says how often the model gives that label{hint}",
+        print(f"note: {one_class}: the accuracy says how often the model gives that label{hint}",
               file=sys.stderr)
     if note := one_answer_note(m):
         print(f"note: {note}", file=sys.stderr)

@@ -243,6 +243,13 @@ def to_examples(table, text_fields: Sequence[str], label_field: str, source: str
     return ex
 
 
+def per_label_sample(rows: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `n` of `rows` per label (`labels[i]` is the label of `rows[i]`), drawn by `rng`, in row order: the
+    balanced sample of `samples_per_class` for training and for evaluation alike."""
+    return np.sort(np.concatenate([rng.choice(rows[labels == c], size=min(n, int((labels == c).sum())), replace=False)
+                                   for c in (0, 1)]))
+
+
 def load_splits(cfg) -> Splits:
     """train / validation / test for a RunConfig, with the carving rules in one place."""
     rng = np.random.default_rng(cfg.seed)
@@ -267,11 +274,7 @@ def load_splits(cfg) -> Splits:
     if cfg.samples_per_class:
         if label_column is None:
             raise ValueError(f"label_field: column {cfg.label_field!r} is not in {cfg.dataset}")
-        picked = []
-        for cls in (0, 1):
-            pool = all_rows[label_column[all_rows] == cls]
-            picked.append(rng.choice(pool, size=min(cfg.samples_per_class, len(pool)), replace=False))
-        train_rows = np.sort(np.concatenate(picked))
+        train_rows = per_label_sample(all_rows, label_column[all_rows], cfg.samples_per_class, rng)
     elif cfg.max_train_samples and len(all_rows) > cfg.max_train_samples:
         train_rows = all_rows[: cfg.max_train_samples]  # "the first N", like run_classification.py
     else:
@@ -327,9 +330,9 @@ def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[
     elif samples_per_class:
         if label_field not in table.column_names:
             raise ValueError(f"label_field: column {label_field!r} is not in {dataset}")
-        labels, rng = map_labels(table[label_field]), np.random.default_rng(0)  # the same sample every time
-        picked = np.sort(np.concatenate([rng.choice(pool, size=min(samples_per_class, len(pool)), replace=False)
-                                         for pool in (np.flatnonzero(labels == c) for c in (0, 1))]))
+        labels = map_labels(table[label_field])
+        picked = per_label_sample(np.arange(len(labels)), labels, samples_per_class,
+                                  np.random.default_rng(0))  # the same sample every time
         suffix = f"[{samples_per_class} per label]"
     else:
         picked = np.arange(min(len(table), max_samples) if max_samples else len(table))

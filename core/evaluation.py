@@ -287,8 +287,8 @@ def evaluate_config(cfg: EvalConfig, save_to: RunDir | None = None, name: str | 
         log(f"data: {examples.source}, {len(examples)} reviews {examples.label_counts()}")
         if examples.skipped_note():
             log(examples.skipped_note())
-        if examples.one_class_note():
-            log(f"note: {examples.one_class_note()}")
+        if one_class := examples.one_class_note():
+            log(f"note: {one_class}")
     predictor = Predictor.from_run(str(model_run.path), batch_size=cfg.batch_size, **cfg.reading)
     if log is not None:
         log(f"model: {model_run.run_id}, scored as {predictor.scoring}")

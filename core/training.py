@@ -222,10 +222,10 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
     transformers.logging.set_verbosity_error()
     precision = resolve_precision(cfg.precision)
     splits = load_splits(cfg)
-    if splits.train.one_class_note():  # it would train to 100% validation accuracy and learn nothing
+    if one_class := splits.train.one_class_note():  # it would train to 100% validation accuracy and learn nothing
         field, fix = (("max_train_samples", "; the split may be sorted by label: samples_per_class draws a balanced sample")
                       if cfg.max_train_samples else ("label_field", ""))
-        raise ValueError(f"{field}: {splits.train.one_class_note()}: a classifier needs both labels to learn{fix}")
+        raise ValueError(f"{field}: {one_class}: a classifier needs both labels to learn{fix}")
     run.log(f"data: train {len(splits.train)} {splits.train.label_counts()}, "
             f"validation {len(splits.validation)} {splits.validation.label_counts()}, "
             f"test {len(splits.test) if splits.test else 0} ({splits.test.source if splits.test else 'none'})")
@@ -322,8 +322,8 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         del trainer, model
         gc.collect()
         predictor = Predictor.from_folder(run.model_dir, name=run.run_id, batch_size=cfg.eval_batch_size)
-        if splits.test.one_class_note():
-            run.log(f"note: {splits.test.one_class_note()}: test accuracy says how often the model gives that label")
+        if one_class := splits.test.one_class_note():
+            run.log(f"note: {one_class}: test accuracy says how often the model gives that label")
         m = evaluate(predictor, splits.test, run)
         headline.update(test_accuracy=m["accuracy"], test_f1=m["f1"], test_n=m["n"], test_dataset=m["dataset"])
         run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}")

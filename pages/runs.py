@@ -248,9 +248,9 @@ def evaluate_form(run_id: str, run: RunDir) -> None:
             if st.form_submit_button("Queue the evaluation", type="primary"):
                 try:
                     data = typed.strip() if choice.startswith("Another") else choice
+                    n, per_label = max_samples or None, balanced == "N per label"
                     cfg = EvalConfig(run=run_id, dataset=data, split=split, text_fields=fields, label_field=label,
-                                     max_samples=None if balanced == "N per label" else max_samples or None,
-                                     samples_per_class=(max_samples or None) if balanced == "N per label" else None,
+                                     max_samples=None if per_label else n, samples_per_class=n if per_label else None,
                                      windows=None if windows == "as trained" else windows)
                     st.session_state["runs_flash"] = jobs.launch("eval", cfg).run_id
                     st.rerun()  # the whole page: the runs table lists the new job
