@@ -12,6 +12,8 @@ follows. Prints one JSON object. bench/README.md, "What offline-quick measures",
     python bench/window_confidence.py --run PIPELINE.target --rows 0:2000      # IMDB test[:2000]
     # combine the windows by their mean log-odds instead of core's mean probability
     python bench/window_confidence.py --run PIPELINE.source --split train --rows 20000:22000 --max-length 64 --windows 6 --average log-odds
+    # weigh a review's end window against its start (both read; 0.5 is core's plain mean)
+    python bench/window_confidence.py --run PIPELINE.source --split train --rows 20000:24884 --end-weights 0,0.4,0.5,0.6,1
 """
 from __future__ import annotations
 
@@ -47,6 +49,21 @@ def read_windows_log_odds(owner: np.ndarray, n_texts: int, score, confidence: fl
     return np.stack([1 - positive, positive], axis=1), reads
 
 
+def end_weighted(p_positive: np.ndarray, owner: np.ndarray, labels: np.ndarray, windows: int,
+                 weights: list[float]) -> list[dict]:
+    """Accuracy when a two-window review's end counts W and its start 1 - W (a review that fits one window is
+    that window): does the verdict at the end deserve more than core's plain mean (W = 0.5)?"""
+    if windows != 2:
+        raise SystemExit("--end-weights needs --windows 2")
+    n = len(labels)
+    first, last = np.full(n, len(owner)), np.zeros(n, dtype=np.int64)
+    np.minimum.at(first, owner, np.arange(len(owner)))
+    np.maximum.at(last, owner, np.arange(len(owner)))
+    start, end = p_positive[first], p_positive[last]
+    return [{"end_weight": w, "accuracy": round(float((((w * end + (1 - w) * start) > 0.5) == labels).mean()), 4)}
+            for w in weights]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="run id (or folder) whose model is scored")
@@ -59,6 +76,8 @@ def main() -> None:
     ap.add_argument("--confidences", default="0.8,0.85,0.88,0.9,0.92,0.95")
     ap.add_argument("--average", choices=("probability", "log-odds"), default="probability",
                     help="how a review's windows are combined: core's mean probability, or the mean of their log-odds")
+    ap.add_argument("--end-weights", default="",
+                    help="with --windows 2: also each weight W of p = W * end + (1 - W) * start, both windows read")
     args = ap.parse_args()
 
     a, b = (int(x) for x in args.rows.split(":"))
@@ -86,8 +105,12 @@ def main() -> None:
                 "windows_read": round(float(reads.mean()), 3), "tokens": round(float(tokens), 3)}
 
     rows = [replay(1.0)] + [replay(float(c)) for c in args.confidences.split(",")]
-    print(json.dumps({"run": args.run, "data": examples.source, "n": len(examples), "max_length": args.max_length,
-                      "windows": args.windows, "average": args.average, "scoring_s_all_windows": round(seconds, 1), "rows": rows}, indent=1))
+    out = {"run": args.run, "data": examples.source, "n": len(examples), "max_length": args.max_length,
+           "windows": args.windows, "average": args.average, "scoring_s_all_windows": round(seconds, 1), "rows": rows}
+    if args.end_weights:
+        out["end_weights"] = end_weighted(cached[:, 1], owner, examples.labels, args.windows,
+                                          [float(w) for w in args.end_weights.split(",")])
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -123,3 +123,31 @@ def test_window_confidence_replays_both_ways_of_averaging(tmp_path, reviews_dir,
         assert rows[0]["tokens"] == 1.0 and rows[0]["windows_read"] > 1  # the reviews run past 8 tokens
         # p 0.5 is reached by the end window alone: one window a review, the fewest tokens
         assert rows[1]["windows_read"] == 1.0 and rows[1]["tokens"] <= rows[2]["tokens"] <= 1.0
+
+
+def test_end_weights_replay_core_mean_at_one_half():
+    """bench/window_confidence.py --end-weights: W 0.5 is core's reading with both windows read, W 0 / 1 read only
+    a two-window review's start / end, and a review that fits one window is that window whatever W is."""
+    import importlib.util
+
+    import numpy as np
+
+    from core.evaluation import read_windows
+
+    spec = importlib.util.spec_from_file_location("window_confidence", ROOT / "bench" / "window_confidence.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    rng = np.random.default_rng(0)
+    windows_per_review = rng.integers(1, 3, size=200)  # 1 or 2 windows, in order start ... end
+    owner = np.repeat(np.arange(200), windows_per_review)
+    p_positive = rng.random(len(owner))
+    labels = rng.integers(0, 2, size=200)
+    rows = probe.end_weighted(p_positive, owner, labels, 2, [0.0, 0.5, 1.0])
+    assert [r["end_weight"] for r in rows] == [0.0, 0.5, 1.0]
+    core_mean, _ = read_windows(owner, 200, lambda w: np.stack([1 - p_positive[w], p_positive[w]], 1), 1.0)
+    assert rows[1]["accuracy"] == round(float((core_mean.argmax(1) == labels).mean()), 4)
+    starts = np.r_[0, np.cumsum(windows_per_review)[:-1]]
+    for row, picked in ((rows[0], starts), (rows[2], starts + windows_per_review - 1)):
+        assert row["accuracy"] == round(float(((p_positive[picked] > 0.5) == labels).mean()), 4)
+    with pytest.raises(SystemExit):
+        probe.end_weighted(p_positive, owner, labels, 3, [0.5])
