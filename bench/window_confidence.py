@@ -49,12 +49,9 @@ def read_windows_log_odds(owner: np.ndarray, n_texts: int, score, confidence: fl
     return np.stack([1 - positive, positive], axis=1), reads
 
 
-def end_weighted(p_positive: np.ndarray, owner: np.ndarray, labels: np.ndarray, windows: int,
-                 weights: list[float]) -> list[dict]:
+def end_weighted(p_positive: np.ndarray, owner: np.ndarray, labels: np.ndarray, weights: list[float]) -> list[dict]:
     """Accuracy when a two-window review's end counts W and its start 1 - W (a review that fits one window is
     that window): does the verdict at the end deserve more than core's plain mean (W = 0.5)?"""
-    if windows != 2:
-        raise SystemExit("--end-weights needs --windows 2")
     n = len(labels)
     first, last = np.full(n, len(owner)), np.zeros(n, dtype=np.int64)
     np.minimum.at(first, owner, np.arange(len(owner)))
@@ -79,6 +76,8 @@ def main() -> None:
     ap.add_argument("--end-weights", default="",
                     help="with --windows 2: also each weight W of p = W * end + (1 - W) * start, both windows read")
     args = ap.parse_args()
+    if args.end_weights and args.windows != 2:
+        ap.error("--end-weights needs --windows 2")  # before the scoring pass, not after it
 
     a, b = (int(x) for x in args.rows.split(":"))
     examples = load_eval_examples(args.data, args.split, args.text_fields.split(","), "label", rows=(a, b))
@@ -108,7 +107,7 @@ def main() -> None:
     out = {"run": args.run, "data": examples.source, "n": len(examples), "max_length": args.max_length,
            "windows": args.windows, "average": args.average, "scoring_s_all_windows": round(seconds, 1), "rows": rows}
     if args.end_weights:
-        out["end_weights"] = end_weighted(cached[:, 1], owner, examples.labels, args.windows,
+        out["end_weights"] = end_weighted(cached[:, 1], owner, examples.labels,
                                           [float(w) for w in args.end_weights.split(",")])
     print(json.dumps(out, indent=1))
 

@@ -142,12 +142,14 @@ def test_end_weights_replay_core_mean_at_one_half():
     owner = np.repeat(np.arange(200), windows_per_review)
     p_positive = rng.random(len(owner))
     labels = rng.integers(0, 2, size=200)
-    rows = probe.end_weighted(p_positive, owner, labels, 2, [0.0, 0.5, 1.0])
+    rows = probe.end_weighted(p_positive, owner, labels, [0.0, 0.5, 1.0])
     assert [r["end_weight"] for r in rows] == [0.0, 0.5, 1.0]
     core_mean, _ = read_windows(owner, 200, lambda w: np.stack([1 - p_positive[w], p_positive[w]], 1), 1.0)
     assert rows[1]["accuracy"] == round(float((core_mean.argmax(1) == labels).mean()), 4)
     starts = np.r_[0, np.cumsum(windows_per_review)[:-1]]
     for row, picked in ((rows[0], starts), (rows[2], starts + windows_per_review - 1)):
         assert row["accuracy"] == round(float(((p_positive[picked] > 0.5) == labels).mean()), 4)
-    with pytest.raises(SystemExit):
-        probe.end_weighted(p_positive, owner, labels, 3, [0.5])
+    # refused before the scoring pass: another window count has no single start and end to weigh
+    out = subprocess.run([sys.executable, "bench/window_confidence.py", "--run", "any", "--windows", "3",
+                          "--end-weights", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--end-weights needs --windows 2" in out.stderr
