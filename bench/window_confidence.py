@@ -52,11 +52,8 @@ def read_windows_log_odds(owner: np.ndarray, n_texts: int, score, confidence: fl
 def end_weighted(p_positive: np.ndarray, owner: np.ndarray, labels: np.ndarray, weights: list[float]) -> list[dict]:
     """Accuracy when a two-window review's end counts W and its start 1 - W (a review that fits one window is
     that window): does the verdict at the end deserve more than core's plain mean (W = 0.5)?"""
-    n = len(labels)
-    first, last = np.full(n, len(owner)), np.zeros(n, dtype=np.int64)
-    np.minimum.at(first, owner, np.arange(len(owner)))
-    np.maximum.at(last, owner, np.arange(len(owner)))
-    start, end = p_positive[first], p_positive[last]
+    order = reading_order(owner, len(labels))  # each review's windows, its end first and its start last
+    end, start = p_positive[[o[0] for o in order]], p_positive[[o[-1] for o in order]]
     return [{"end_weight": w, "accuracy": round(float((((w * end + (1 - w) * start) > 0.5) == labels).mean()), 4)}
             for w in weights]
 
