@@ -153,3 +153,40 @@ def test_end_weights_replay_core_mean_at_one_half():
     out = subprocess.run([sys.executable, "bench/window_confidence.py", "--run", "any", "--windows", "3",
                           "--end-weights", "0.5"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--end-weights needs --windows 2" in out.stderr
+
+
+def test_sam_step_applies_the_gradient_at_the_perturbed_weights_and_keeps_the_weights(tmp_path, tiny_model):
+    """bench/source_sweep.py --sam: the optimiser gets the gradient at w + rho * g / |g|, the weights stay w."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+    spec = importlib.util.spec_from_file_location("source_sweep", ROOT / "bench" / "source_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, hidden_dropout_prob=0.0,
+                                                               attention_probs_dropout_prob=0.0)
+    inputs = {"input_ids": torch.tensor([[101, 2204, 3185, 102], [101, 6659, 3185, 102]]),
+              "attention_mask": torch.ones(2, 4, dtype=torch.long), "labels": torch.tensor([1, 0])}
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[])
+    trainer = sweep.sam_trainer(0.5)(model=model, args=args)
+    trainer.current_gradient_accumulation_steps = 1  # the training loop sets it before each step
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def grads_at(weights: dict) -> dict:
+        model.load_state_dict(weights, strict=False)
+        model.zero_grad(set_to_none=True)
+        model(**inputs).loss.backward()
+        return {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+
+    g = grads_at(before)
+    norm = torch.norm(torch.stack([v.norm(2) for v in g.values()]), 2)
+    expected = grads_at({n: before[n] + g[n] * (0.5 / norm) for n in before})
+    model.load_state_dict(before, strict=False)
+    model.zero_grad(set_to_none=True)
+    trainer.training_step(model, dict(inputs))
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.detach(), before[n], rtol=0, atol=1e-7), n  # back where they were (w + e - e)
+        assert torch.allclose(p.grad, expected[n], atol=1e-6), n
+    assert not torch.allclose(expected["classifier.weight"], g["classifier.weight"])  # the perturbation mattered
