@@ -58,8 +58,7 @@ def use_sam(rho: float) -> None:
     """core imports Trainer from transformers inside train_run, so replacing the module's attribute is enough
     for a probe; nothing of core changes. (The module in sys.modules, not a name bound by `import`:
     transformers swaps its lazy module there when Trainer is first read.)"""
-    cls = sam_trainer(rho)
-    sys.modules["transformers"].Trainer = cls
+    sys.modules["transformers"].Trainer = sam_trainer(rho)
 
 
 def main() -> int:

@@ -19,31 +19,36 @@ import numpy as np
 from .data import Examples
 
 # The teacher reads at most this many training reviews (a seeded sample): enough for a vocabulary's
-# weights, and bounded for a Hub dataset of millions. The recipe is ../shared/data/README.md's.
+# weights, and bounded for a Hub dataset of millions.
 TEACHER_MAX_REVIEWS = 100_000
-TEACHER = dict(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-TEACHER_C = 4.0
 GROUP = "polar phrase"  # their group, where the data has one (Amazon's domain): kept apart in any listing
+
+
+def fit_teacher(texts: list[str], labels: np.ndarray):
+    """TF-IDF word 1-2-grams (min_df 2, sublinear tf) + logistic regression (C 4), ../shared/data/README.md's
+    recipe: the fitted vectorizer and classifier. bench/accuracy.py's baseline is the same model."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    features = vectorizer.fit_transform(texts)
+    return vectorizer, LogisticRegression(C=4, max_iter=2000).fit(features, labels)
 
 
 def polar_phrases(train: Examples, n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """The n most positive and n most negative phrases of a TF-IDF + logistic-regression model fitted on
     `train` (fewer where it has fewer with that sign), most polar first, with their labels (1 positive)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
     rows = np.arange(len(train))
     if len(rows) > TEACHER_MAX_REVIEWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, TEACHER_MAX_REVIEWS, replace=False))
     texts, labels = [train.texts[i] for i in rows], train.labels[rows]
     if len(np.unique(labels)) < 2:
         raise ValueError(f"lexicon_size: the teacher needs both labels in {train.source}")
-    vectorizer = TfidfVectorizer(**TEACHER)
     try:
-        features = vectorizer.fit_transform(texts)
+        vectorizer, teacher = fit_teacher(texts, labels)
     except ValueError:  # min_df 2 over a handful of reviews can leave no phrase at all
         return [], np.zeros(0, dtype=np.int64)
-    weights = LogisticRegression(C=TEACHER_C, max_iter=2000).fit(features, labels).coef_[0]
+    weights = teacher.coef_[0]
     terms = vectorizer.get_feature_names_out()
     order = np.argsort(weights, kind="stable")
     negative = [i for i in order[:n] if weights[i] < 0]

@@ -235,9 +235,12 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
             run.log(part.skipped_note())
     if cfg.lexicon_size:  # after validation is carved: the teacher sees only the training reviews
         splits.train, phrases = with_polar_phrases(splits.train, cfg.lexicon_size, cfg.seed)
-        run.log(f"polar phrases: {len(phrases)} from a TF-IDF teacher on the training reviews, added as examples "
-                f"({', '.join(phrases[:4])}{', ...' if len(phrases) > 4 else ''})" if phrases else
-                "polar phrases: the teacher found none (too few reviews for a phrase seen twice); none added")
+        if phrases:
+            more = ", ..." if len(phrases) > 4 else ""
+            run.log(f"polar phrases: {len(phrases)} from a TF-IDF teacher on the training reviews, added as examples "
+                    f"({', '.join(phrases[:4])}{more})")
+        else:
+            run.log("polar phrases: the teacher found none (too few reviews for a phrase seen twice); none added")
     source = model_source(cfg)
     tokenizer = load_tokenizer(source)
     # Seed before the model exists: a new classification head is drawn at load time, and the
