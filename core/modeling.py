@@ -53,7 +53,8 @@ def _from_pretrained(loader, ref: str, **kwargs):
     online = hub_reachable()
     local = Path(ref).is_dir()
     try:
-        return loader.from_pretrained(ref, local_files_only=local or not online, **kwargs)
+        # Never the repository's own Python: a model id typed in the UI must not run code on this machine.
+        return loader.from_pretrained(ref, local_files_only=local or not online, trust_remote_code=False, **kwargs)
     except (OSError, ValueError, EnvironmentError) as exc:
         if local:
             raise ValueError(f"model: cannot load {ref}: {str(exc).splitlines()[0][:300]}") from None
