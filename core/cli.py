@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from .config import PRESETS, TRUNCATIONS, PipelineConfig, RunConfig, load_config_file, load_preset
+from .config import PRECISIONS, PRESETS, TRUNCATIONS, PipelineConfig, RunConfig, load_config_file, load_preset
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -153,7 +153,7 @@ def cmd_eval(args) -> int:
                      label_field=args.label_field, max_samples=args.max_samples,
                      samples_per_class=args.per_class, max_length=args.max_length,
                      truncation=args.truncation, windows=args.windows, confidence=args.confidence,
-                     batch_size=args.batch_size, by=args.by, name=args.name or "")
+                     batch_size=args.batch_size, precision=args.precision, by=args.by, name=args.name or "")
     if args.background:  # a job of its own, in the queue like a training run; its folder keeps the results
         from .jobs import launch
 
@@ -189,7 +189,7 @@ def cmd_predict(args) -> int:
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
         raise ValueError("review: no text given (pass reviews as arguments or one per line on stdin)")
-    predictor = Predictor.from_run(args.run)
+    predictor = Predictor.from_run(args.run, precision=args.precision)
     results = predictor.predict(texts)
     if args.explain:
         for r, text in zip(results, texts):
@@ -384,7 +384,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float,
                    help="with --windows: stop reading a review once one label reaches this probability "
                         "(1.0: read every window; default: as trained)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="at most N reviews a forward pass (batches also stay within the device's token budget)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 where the CPU (amx_bf16, avx512_bf16) or GPU does it in hardware, else fp32 "
+                        "(fp16 on a GPU without bf16)")
     p.add_argument("--by", metavar="COLUMN",
                    help="also the accuracy per value of this column (default: the data's own grouping column, if "
                         "it has one: Amazon multi-domain's domain, core/other_sources.csv's source)")
@@ -403,6 +407,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", type=int, nargs="?", const=8, default=0, metavar="N",
                    help="also the N words (default 8) that move P(positive) most, each left out in turn "
                         "(reviews up to 200 words); --json gives every word")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for eval")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 

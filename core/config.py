@@ -90,7 +90,12 @@ class RunConfig:
     # (weights again, plus optimizer state: ~4 GB a checkpoint for RoBERTa-large) is removed unless kept.
     keep_checkpoints: bool = False
     group_by_length: bool = True
+    # auto: bf16 where the GPU or CPU computes it in hardware (amx_bf16, avx512_bf16), else fp16 on a GPU, fp32
+    # on a CPU. bf16 is accepted on any CPU (emulated, slowly, where it lacks those instructions); fp16 needs a GPU.
     precision: str = "auto"
+    # torch.compile the model (batches padded to a multiple of 64 tokens so that few shapes compile): pays on a
+    # GPU over a long run; on a CPU the compile time costs more than it saves.
+    torch_compile: bool = False
     seed: int = 42
     # --- distributed -------------------------------------------------------------------
     num_processes: int = 1
@@ -242,7 +247,8 @@ class EvalConfig:
     truncation: str | None = None
     windows: int | None = None
     confidence: float | None = None
-    batch_size: int = 32
+    batch_size: int = 64  # at most this many reviews a forward pass (and at most the device's token budget)
+    precision: str = "auto"  # auto: bf16 where the CPU or GPU computes it in hardware, else fp32 (fp16 on a GPU)
     by: str | None = None  # also the accuracy per value of this column (default: the data's own grouping column)
     name: str = ""  # a label for the job
 
@@ -273,6 +279,8 @@ class EvalConfig:
             check_between("confidence", self.confidence, CONFIDENCE_RANGE)
         if self.batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def reading(self) -> dict[str, Any]:
@@ -311,16 +319,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 3.6M reviews: 200k Amazon reviews for one epoch already saturate a base model on this task,
     # then all 25k IMDB training reviews for two epochs at 512 tokens (head+tail).
     "seed": {
-        "description": "RoBERTa-base, Hub amazon_polarity -> imdb, fp16 on a GPU (about 1 h on one A100-class GPU).",
+        "description": "RoBERTa-base, Hub amazon_polarity -> imdb, bf16 on a GPU (about 1 h on one A100-class GPU).",
         "source": dict(model="roberta-base", dataset="amazon_polarity", text_fields=["title", "content"],
                        max_train_samples=200_000, max_eval_samples=20_000, validation_size=2_000,
                        max_length=256, truncation="head_tail", epochs=1, batch_size=32, eval_batch_size=128,
                        learning_rate=2e-5, warmup_ratio=0.06, eval_steps=1_000, logging_steps=50,
-                       early_stopping_patience=3, precision="fp16"),
+                       early_stopping_patience=3, precision="auto"),
         "target": dict(model="roberta-base", dataset="imdb", text_fields=["text"], validation_size=1_000,
                        max_length=512, truncation="head_tail", epochs=2, batch_size=16, eval_batch_size=64,
                        learning_rate=2e-5, warmup_ratio=0.06, eval_steps=500, logging_steps=50,
-                       early_stopping_patience=3, precision="fp16"),
+                       early_stopping_patience=3, precision="auto"),
     },
     # Measured on 2 CPU cores (bench/README.md, "What offline-quick measures"): MiniLM's cost follows the
     # tokens it reads (this shared VM's speed drifts by a fifth within an hour), and the five

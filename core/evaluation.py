@@ -19,21 +19,33 @@ MAX_REVIEW_CHARS = 10_000_000  # a 1 MB review is fine: the encoder keeps what t
 MAX_EXPLAINED_WORDS = 200  # word effects cost one forward pass per word
 # How a model with no sentiment_lab.json beside it (one from elsewhere) reads a review.
 DEFAULT_READING = {"max_length": 256, "truncation": "head_tail", "head_fraction": 0.25, "windows": 1, "confidence": 1.0}
+# Tokens (rows x padded width) per forward pass: a CPU is fastest with a batch that stays in its caches, a GPU
+# needs many rows to fill it. docs/speed.md has the measurements behind the CPU figure.
+TOKENS_PER_BATCH = {"cpu": 4096, "cuda": 65536}
 
 
 class Predictor:
-    """A loaded model plus the tokenization it was trained with. Read-only after construction."""
+    """A loaded model plus the tokenization it was trained with. Read-only after construction.
+
+    The one scoring path: reviews tokenized once, sorted by length into batches of up to `batch_size` reviews
+    and the device's token budget, each padded only to its longest review, under `torch.inference_mode()`, with
+    the weights cast to the precision the hardware computes fastest (`precision`, see `resolve_precision`).
+    """
 
     def __init__(self, model, tokenizer, max_length: int = DEFAULT_READING["max_length"],
                  truncation: str = DEFAULT_READING["truncation"], head_fraction: float = DEFAULT_READING["head_fraction"],
-                 batch_size: int = 32, name: str = "", windows: int = DEFAULT_READING["windows"],
-                 confidence: float = DEFAULT_READING["confidence"]):
+                 batch_size: int = 64, name: str = "", windows: int = DEFAULT_READING["windows"],
+                 confidence: float = DEFAULT_READING["confidence"], precision: str = "auto"):
         import torch
 
+        from .modeling import resolve_precision
+
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = model.to(self.device).eval()
+        self.precision = resolve_precision(precision)
+        self.model = model.to(device=self.device, dtype=self.precision.dtype).eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.tokens_per_batch = TOKENS_PER_BATCH[self.device]
         self.name = name
         self._set_reading(max_length, truncation, head_fraction, windows, confidence)
 
@@ -88,22 +100,21 @@ class Predictor:
         return read_windows(owner, len(texts), lambda picked: self.score_ids([ids[w] for w in picked]), self.confidence)
 
     def score_ids(self, ids: list[list[int]]) -> np.ndarray:
-        """Softmax probabilities per token sequence; batches sorted by length so padding stays small."""
+        """Softmax probabilities per token sequence."""
         import torch
 
-        order = np.argsort([len(x) for x in ids], kind="stable")
         probs = np.zeros((len(ids), 2), dtype=np.float32)
         pad = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
-            for start in range(0, len(ids), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                width = max(len(ids[i]) for i in idx)
-                input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for idx in length_batches([len(x) for x in ids], self.batch_size, self.tokens_per_batch):
+                width = len(ids[idx[-1]])  # sorted by length: the last is the longest
+                input_ids = np.full((len(idx), width), pad, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
                 for row, i in enumerate(idx):
-                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                    input_ids[row, : len(ids[i])] = ids[i]
                     mask[row, : len(ids[i])] = 1
-                logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
+                                    attention_mask=torch.from_numpy(mask).to(self.device)).logits
                 probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return probs
 
@@ -126,6 +137,20 @@ class Predictor:
         variants = [text] + [" ".join(words[:i] + words[i + 1:]) or "." for i in range(len(words))]
         p_positive = self.predict_proba(variants)[:, 1]
         return [(word, float(p_positive[0] - p_positive[i + 1])) for i, word in enumerate(words)]
+
+
+def length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[np.ndarray]:
+    """Indices of `lengths` sorted shortest first and cut into batches of at most `max_rows` rows and at most
+    `max_tokens` tokens once padded to the batch's longest row (always at least one row)."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    out, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < max_rows and (end - start + 1) * lengths[order[end]] <= max_tokens:
+            end += 1
+        out.append(order[start:end])
+        start = end
+    return out
 
 
 def saved_reading(model_dir: str | Path) -> dict[str, Any]:
@@ -256,7 +281,7 @@ def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None
                        by_group=accuracy_by_group(preds == examples.labels, examples.groups))
     metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=predictor.encoder.max_length,
                    truncation=predictor.encoder.truncation, windows=predictor.windows,
-                   confidence=predictor.confidence, windows_read=round(float(reads.mean()), 3) if len(reads) else 0.0,
+                   confidence=predictor.confidence, precision=predictor.precision.name, windows_read=round(float(reads.mean()), 3) if len(reads) else 0.0,
                    model=predictor.name, skipped_empty=len(examples.skipped),
                    skipped_rows=[int(r) for r in examples.skipped[:100]])
     if run is not None:
@@ -289,9 +314,11 @@ def evaluate_config(cfg: EvalConfig, save_to: RunDir | None = None, name: str | 
             log(examples.skipped_note())
         if one_class := examples.one_class_note():
             log(f"note: {one_class}")
-    predictor = Predictor.from_run(str(model_run.path), batch_size=cfg.batch_size, **cfg.reading)
+    predictor = Predictor.from_run(str(model_run.path), batch_size=cfg.batch_size, precision=cfg.precision,
+                                   **cfg.reading)
     if log is not None:
-        log(f"model: {model_run.run_id}, scored as {predictor.scoring}")
+        log(f"model: {model_run.run_id}, scored as {predictor.scoring}, precision {predictor.precision.name} "
+            f"({predictor.precision.why})")
     return evaluate(predictor, examples, save_to, name), examples
 
 

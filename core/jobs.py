@@ -329,7 +329,8 @@ def _install_sigterm(run: RunDir) -> None:
 def accelerate_command(cfg: RunConfig, run_id: str, resume: bool) -> list[str]:
     from .modeling import resolve_precision
 
-    mixed = {"fp32": "no"}.get(resolve_precision(cfg.precision), resolve_precision(cfg.precision))
+    precision = resolve_precision(cfg.precision).name
+    mixed = {"fp32": "no"}.get(precision, precision)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes * cfg.num_machines),
            "--num_machines", str(cfg.num_machines), "--mixed_precision", mixed]
     if cfg.num_machines > 1:

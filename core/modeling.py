@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import MODEL_PRESETS
@@ -95,12 +96,24 @@ def freeze(model, embeddings: bool, layers: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def cpu_bf16_instructions() -> list[str]:
+    """The CPU's bf16 matrix instructions, from /proc/cpuinfo: `amx_bf16` (Intel Xeon since Sapphire Rapids),
+    `avx512_bf16` (Intel Cooper Lake, AMD Zen 4 and 5). Without them PyTorch emulates bf16, slower than fp32."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+
+
 def device_summary() -> dict:
     """What the sidebar and `status.json` say about the machine."""
     import psutil
     import torch
 
-    info = {"device": "cpu", "cpu_count": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
+    info = {"device": "cpu", "cpu_count": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "cpu_bf16": cpu_bf16_instructions()}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info.update(device="cuda", gpu=props.name, gpu_count=torch.cuda.device_count(),
@@ -108,13 +121,47 @@ def device_summary() -> dict:
     return info
 
 
-def resolve_precision(precision: str) -> str:
-    """auto: bf16 where the GPU has it, else fp16 on a GPU, fp32 on a CPU."""
+@dataclass(frozen=True)
+class Precision:
+    """What a run or a scorer computes in, and why: the line log.txt and status.json give."""
+
+    name: str  # fp32, fp16 or bf16
+    why: str
+    warning: str = ""  # it runs, but slowly: bf16 asked for on a CPU that emulates it
+
+    @property
+    def dtype(self):
+        import torch
+
+        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.name]
+
+    def as_status(self) -> dict:
+        return {"precision": self.name, "precision_why": self.why}
+
+
+def resolve_precision(precision: str) -> Precision:
+    """auto: bf16 where the GPU or the CPU does it in hardware, else fp16 on a GPU and fp32 on a CPU.
+
+    Training uses it as autocast (weights, head, loss and optimizer state stay fp32, as `Trainer(bf16=True)`
+    does); scoring casts the loaded weights, since nothing is learnt there. docs/speed.md has the figures.
+    """
     import torch
 
-    cuda = torch.cuda.is_available()
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        if precision == "auto":
+            if torch.cuda.is_bf16_supported():
+                return Precision("bf16", f"auto: {name} computes bf16 in hardware")
+            return Precision("fp16", f"auto: {name} has no bf16, so fp16 with loss scaling")
+        return Precision(precision, f"asked for, on {name}")
+    flags = cpu_bf16_instructions()
     if precision == "auto":
-        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
-    if precision in ("fp16", "bf16") and not cuda:
-        raise ValueError(f"precision: {precision} needs a CUDA GPU and this machine has none (use auto or fp32)")
-    return precision
+        if flags:
+            return Precision("bf16", f"auto: this CPU has {' and '.join(flags)}")
+        return Precision("fp32", "auto: no GPU, and this CPU has no bf16 instructions (amx_bf16, avx512_bf16)")
+    if precision == "fp16":
+        raise ValueError("precision: fp16 needs a CUDA GPU and this machine has none (use auto, bf16 or fp32)")
+    if precision == "bf16" and not flags:
+        return Precision("bf16", "asked for", warning="this CPU has no bf16 instructions (amx_bf16, avx512_bf16): "
+                         "PyTorch emulates bf16 here, slower than fp32")
+    return Precision(precision, "asked for" + (f": this CPU has {' and '.join(flags)}" if precision == "bf16" else ""))

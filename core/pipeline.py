@@ -139,7 +139,7 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
         predictor = Predictor.from_run(run.run_id, max_length=cfg.inference_max_length, truncation=cfg.truncation,
                                        head_fraction=cfg.head_fraction, windows=cfg.eval_windows,
                                        confidence=cfg.eval_confidence,
-                                       batch_size=cfg.eval_batch_size)
+                                       batch_size=cfg.eval_batch_size, precision=cfg.precision)
         pipe.update_status(phase=f"evaluating {run.run_id} on {test.source}")
         m = evaluate(predictor, test, run, name=key)
         pipe.log(f"{key}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']} ({m['seconds']:.0f}s)")

@@ -77,20 +77,21 @@ def _make_callback():
                              f"learning rate {logs.get('learning_rate', 0):.2e}")
 
         def on_step_end(self, args, state, control, **kwargs):
-            if self._should_stop():
+            if self._should_stop(args.device):
                 self.stopped = True
                 control.should_training_stop = True
                 control.should_save = True  # a checkpoint at this very step, for resume
             self._status(state)
 
-        def _should_stop(self) -> bool:
+        def _should_stop(self, device) -> bool:
             flag = self.run.stop_requested()
             import torch.distributed as dist
 
             if dist.is_available() and dist.is_initialized():
                 import torch
 
-                t = torch.tensor([1.0 if flag else 0.0])
+                # on the training device: NCCL (GPUs) refuses CPU tensors, gloo (CPUs) takes them
+                t = torch.tensor([1.0 if flag else 0.0], device=device)
                 dist.all_reduce(t, op=dist.ReduceOp.MAX)
                 flag = bool(t.item())
             return flag
@@ -156,8 +157,9 @@ def preflight(cfg: RunConfig) -> None:
 
     Run before a run folder is created, so a typo never leaves a failed run behind.
     """
-    from .modeling import hub_reachable, resolve_model
+    from .modeling import hub_reachable, resolve_model, resolve_precision
 
+    resolve_precision(cfg.precision)  # fp16 on a machine without a GPU is refused here, not in the worker
     if cfg.init_from:
         RunDir.find(cfg.init_from)  # raises "run: no run ..." for a typo
     else:
@@ -222,6 +224,7 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
 
     transformers.logging.set_verbosity_error()
     precision = resolve_precision(cfg.precision)
+    cuda = _cuda()
     splits = load_splits(cfg)
     if one_class := splits.train.one_class_note():  # it would train to 100% validation accuracy and learn nothing
         field, fix = (("max_train_samples", "; the split may be sorted by label: samples_per_class draws a balanced sample")
@@ -248,13 +251,21 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
     transformers.set_seed(cfg.seed)
     model = load_model(source)
     trainable = freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
-    run.log(f"model: {source} ({trainable:,} trainable parameters), precision {precision}")
+    run.log(f"model: {source} ({trainable:,} trainable parameters), attention {model.config._attn_implementation}")
+    run.log(f"precision {precision.name} ({precision.why})")
+    if precision.warning:
+        run.log(f"warning: {precision.warning}")
+    if main:
+        run.update_status(**precision.as_status())
 
     train_ds, hit = tokenize_cached(splits.train, Encoder(tokenizer, cfg.max_length, cfg.truncation, cfg.head_fraction))
     eval_encoder = Encoder(tokenizer, cfg.inference_max_length, cfg.truncation, cfg.head_fraction)
     val_ds, hit2 = tokenize_cached(splits.validation, eval_encoder)
     run.log(f"tokenized ({'cache hit' if hit and hit2 else 'tokenized now'})")
     val_ds = val_ds.select(np.argsort(val_ds["length"], kind="stable"))  # eval batches of similar length: less padding
+    # torch.compile specialises on shapes: widths rounded up to a multiple of 64 leave a few shapes to compile
+    # (max_length / 64 of them) instead of one per batch; without it, padding to the batch's longest is cheapest.
+    pad_multiple = 64 if cfg.torch_compile else None
 
     per_epoch = "epoch" if cfg.eval_steps is None else "steps"
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -279,23 +290,30 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         greater_is_better=True,
         save_total_limit=2,  # the best and the latest
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        fp16=precision == "fp16",
-        bf16=precision == "bf16",
-        use_cpu=precision == "fp32" and not _cuda(),
+        fp16=precision.name == "fp16",
+        bf16=precision.name == "bf16",  # autocast: weights, head, loss and optimizer state stay fp32
+        use_cpu=not cuda,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",  # one kernel for all parameters on a GPU
+        torch_compile=cfg.torch_compile,
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to="none",
         disable_tqdm=True,  # log.txt is a file: progress bars would only fill it with carriage returns
-        dataloader_num_workers=0,
+        # A GPU step is short enough for collation in the main process to leave the card waiting; on a CPU the
+        # workers would only compete with the step for its cores.
+        dataloader_num_workers=2 if cuda else 0,
+        dataloader_pin_memory=cuda,
+        dataloader_persistent_workers=cuda,
         ddp_find_unused_parameters=False if world > 1 else None,
-        ddp_backend=("nccl" if _cuda() else "gloo") if world > 1 else None,
+        ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
     )
     callback = _make_callback()(run, samples_per_step=cfg.batch_size * cfg.gradient_accumulation_steps * world)
     callbacks = [callback]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                      processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                      processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple),
                       compute_metrics=compute_metrics, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts to stdout; metrics.jsonl has them
 
@@ -330,7 +348,8 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         # weights on disk, and the optimizer state and accelerate's wrappers are gone (measured ~25% faster).
         del trainer, model
         gc.collect()
-        predictor = Predictor.from_folder(run.model_dir, name=run.run_id, batch_size=cfg.eval_batch_size)
+        predictor = Predictor.from_folder(run.model_dir, name=run.run_id, batch_size=cfg.eval_batch_size,
+                                          precision=cfg.precision)
         if one_class := splits.test.one_class_note():
             run.log(f"note: {one_class}: test accuracy says how often the model gives that label")
         m = evaluate(predictor, splits.test, run)

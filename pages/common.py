@@ -192,7 +192,7 @@ def word_effects_html(effects: list[tuple[str, float]], scale: float) -> str:
         rgb = "0,150,60" if effect > 0 else "215,40,40"
         spans.append(f'<span title="{effect:+.3f}" style="background: rgba({rgb},{alpha:.2f}); border-radius: 3px; '
                      f'padding: 0 2px">{html.escape(word)}</span>')
-    return '<div style="line-height: 1.9">' + " ".join(spans) + "</div>"
+    return '<div class="word-effects" style="line-height: 1.9">' + " ".join(spans) + "</div>"
 
 
 def show_error(exc: Exception) -> None:

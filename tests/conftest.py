@@ -59,6 +59,15 @@ def tiny_model(tmp_path_factory, minilm_path) -> str:
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory) -> str:
+    """The default model's architecture, tiny: a 2-layer RoBERTa (positions start at 2, so 512 tokens need 514
+    position embeddings) with a byte-level BPE tokenizer trained on offline reviews. Random weights."""
+    from bench.offline_roberta import build, offline_texts
+
+    return build(tmp_path_factory.mktemp("tiny-roberta"), "tiny", vocab_size=2000, texts=offline_texts(1000))
+
+
 @pytest.fixture
 def reviews_dir(tmp_path) -> Path:
     """A folder like ../shared/data/<name>/: train.parquet and test.parquet."""

@@ -106,7 +106,7 @@ def test_windowed_scoring_averages_the_windows_and_travels_with_the_model(review
     from core.evaluation import INFERENCE_FILE, Predictor
 
     long = " ".join(["a dull start", "but a wonderful middle"] * 40 + ["and an awful end"] * 20)
-    predictor = Predictor.from_folder(tiny_model, max_length=24, windows=3)
+    predictor = Predictor.from_folder(tiny_model, max_length=24, windows=3, precision="fp32")
     ids, owner = predictor.encoder.windows([long, "fine"], 3)
     assert owner.tolist() == [0, 0, 0, 1]
     with torch.inference_mode():
@@ -131,9 +131,10 @@ def test_reading_stops_at_the_first_window_that_makes_the_model_sure(tiny_model)
     texts = [long, "fine"]
 
     def read(confidence):
-        return Predictor.from_folder(tiny_model, max_length=24, windows=3, confidence=confidence).read(texts)
+        return Predictor.from_folder(tiny_model, max_length=24, windows=3, confidence=confidence,
+                                     precision="fp32").read(texts)
 
-    predictor = Predictor.from_folder(tiny_model, max_length=24, windows=3)
+    predictor = Predictor.from_folder(tiny_model, max_length=24, windows=3, precision="fp32")
     ids, _ = predictor.encoder.windows(texts, 3)
     with torch.inference_mode():
         head, middle, tail, short = [torch.softmax(predictor.model(input_ids=torch.tensor([x])).logits, -1)[0].numpy()
