@@ -1,5 +1,5 @@
 """How fast core scores, trains and answers the Try page, each figure beside its baseline measured in the same
-run on the same reviews and model. Prints one JSON object (docs/speed.md explains each figure).
+run on the same reviews and model. Prints one JSON object (docs/experiments.md, "Speed", has what it measured).
 
     python bench/speed.py                  # CPU: MiniLM; Amazon training, IMDB test[:2000] scoring at 128 tokens
     python bench/speed.py --gpu            # GPU: roberta-base's shape, random weights, seed-style against core
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -51,6 +50,21 @@ def machine() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def _quietly(fn, args):
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its summary: stdout stays one JSON object
+        return fn(*args)
+
+
+def fresh(fn, *args):
+    """`fn(*args)` in a new Python process: no figure inherits another's warm caches, allocator settings or
+    GPU memory."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_quietly, fn, args).result()
 
 
 def rate(n: float, seconds: float) -> float:
@@ -98,7 +112,8 @@ def plain_trainer(model: str, rows: int, length: int) -> dict:
     texts = review_texts([table["title"], table["content"]])
     ds = datasets.Dataset.from_dict({**tokenizer(texts, truncation=True, max_length=length), "label": table["label"]})
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, report_to="none", disable_tqdm=True)
+        # defaults but for one epoch (the default is three): its speed settings are what is compared
+        args = TrainingArguments(output_dir=out, report_to="none", disable_tqdm=True, num_train_epochs=1)
         trainer = Trainer(model=AutoModelForSequenceClassification.from_pretrained(ref, num_labels=2), args=args,
                           train_dataset=ds, processing_class=tokenizer)
         seconds = trainer.train().metrics["train_runtime"]
@@ -163,8 +178,8 @@ def cpu_bench(args) -> dict:
 
     out: dict = {"machine": machine(), "model": args.model}
     train = {"rows": args.train_rows, "max_length": args.train_length,
-             "core": core_training(args.model, args.train_rows, args.train_length, "auto"),
-             "trainer_defaults": plain_trainer(args.model, args.train_rows, args.train_length)}
+             "core": fresh(core_training, args.model, args.train_rows, args.train_length, "auto"),
+             "trainer_defaults": fresh(plain_trainer, args.model, args.train_rows, args.train_length)}
     train["speedup"] = round(train["core"]["reviews_per_s"] / train["trainer_defaults"]["reviews_per_s"], 2)
     out["training"] = train
 
@@ -174,13 +189,15 @@ def cpu_bench(args) -> dict:
     score = {"rows": args.rows, "max_length": args.length, "data": examples.source,
              "core_eval": core_eval(run_id, args.rows, args.length, "auto"),
              "core_eval_fp32": core_eval(run_id, args.rows, args.length, "fp32"),
-             "pipeline_fp32": pipeline_scoring(model_dir, examples.texts, examples.labels, args.length, 32, False),
-             "pipeline_bf16_autocast": pipeline_scoring(model_dir, examples.texts, examples.labels, args.length, 32, True)}
+             "pipeline_fp32": fresh(pipeline_scoring, model_dir, examples.texts, examples.labels, args.length, 32, False),
+             "pipeline_bf16_autocast": fresh(pipeline_scoring, model_dir, examples.texts, examples.labels, args.length,
+                                             32, True)}
     core_rate = score["core_eval"]["reviews_per_s"]
     score["speedup_vs_pipeline_fp32"] = round(core_rate / score["pipeline_fp32"]["reviews_per_s"], 2)
     score["speedup_vs_pipeline_bf16"] = round(core_rate / score["pipeline_bf16_autocast"]["reviews_per_s"], 2)
     out["scoring"] = score
-    out["try"] = {"auto": try_page(run_id, "auto", args.repeats), "fp32": try_page(run_id, "fp32", args.repeats)}
+    out["try"] = {"auto": fresh(try_page, run_id, "auto", args.repeats),
+                  "fp32": fresh(try_page, run_id, "fp32", args.repeats)}
     return out
 
 
@@ -282,12 +299,8 @@ def gpu_bench(args) -> dict:
     for stage, data in (("source", AMAZON), ("target", IMDB)):
         examples = load_eval_examples(data, "train", ["title", "content"] if stage == "source" else ["text"],
                                       max_samples=args.gpu_rows)
-        seed = seed_style(folder, examples.texts, examples.labels.tolist(), cuda, args.log_steps)
-        gc.collect()
-        torch.cuda.empty_cache() if cuda else None
-        core = core_stage(folder, stage, args.gpu_rows, cuda, args.log_steps)
-        gc.collect()
-        torch.cuda.empty_cache() if cuda else None
+        seed = fresh(seed_style, folder, examples.texts, examples.labels.tolist(), cuda, args.log_steps)
+        core = fresh(core_stage, folder, stage, args.gpu_rows, cuda, args.log_steps)
         for r in (seed, core):
             r["mfu"] = round(r["real_tokens_per_s"] * flops_per_token(folder, r.pop("mean_length")) / peak, 4)
         out[stage] = {"rows": args.gpu_rows, "seed_style": seed, "core": core,
@@ -317,8 +330,7 @@ def main() -> int:
 
     transformers.logging.set_verbosity_error()
     t0 = time.time()
-    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its summary: stdout stays one JSON object
-        result = gpu_bench(args) if args.gpu else cpu_bench(args)
+    result = _quietly(gpu_bench if args.gpu else cpu_bench, (args,))
     result["wall_s"] = round(time.time() - t0, 1)
     print(json.dumps(result))
     return 0

@@ -20,7 +20,7 @@ MAX_EXPLAINED_WORDS = 200  # word effects cost one forward pass per word
 # How a model with no sentiment_lab.json beside it (one from elsewhere) reads a review.
 DEFAULT_READING = {"max_length": 256, "truncation": "head_tail", "head_fraction": 0.25, "windows": 1, "confidence": 1.0}
 # Tokens (rows x padded width) per forward pass: a CPU is fastest with a batch that stays in its caches, a GPU
-# needs many rows to fill it. docs/speed.md has the measurements behind the CPU figure.
+# needs many rows to fill it. docs/experiments.md, "Speed", has the measurements behind the CPU figure.
 TOKENS_PER_BATCH = {"cpu": 4096, "cuda": 65536}
 
 
@@ -38,8 +38,9 @@ class Predictor:
                  confidence: float = DEFAULT_READING["confidence"], precision: str = "auto"):
         import torch
 
-        from .modeling import resolve_precision
+        from .modeling import keep_freed_memory, resolve_precision
 
+        keep_freed_memory()
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.precision = resolve_precision(precision)
         self.model = model.to(device=self.device, dtype=self.precision.dtype).eval()

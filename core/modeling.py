@@ -121,6 +121,26 @@ def device_summary() -> dict:
     return info
 
 
+@functools.lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc reuse freed blocks of up to 32 MB instead of handing them back to the kernel.
+
+    A forward pass allocates activations of a few MB and frees them; by default glibc maps and unmaps such
+    blocks each time, and the page faults of mapping them again cost a CPU a quarter of its scoring speed
+    (docs/experiments.md, "Speed"). Once per process; False where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+
+
 @dataclass(frozen=True)
 class Precision:
     """What a run or a scorer computes in, and why: the line log.txt and status.json give."""
@@ -143,7 +163,7 @@ def resolve_precision(precision: str) -> Precision:
     """auto: bf16 where the GPU or the CPU does it in hardware, else fp16 on a GPU and fp32 on a CPU.
 
     Training uses it as autocast (weights, head, loss and optimizer state stay fp32, as `Trainer(bf16=True)`
-    does); scoring casts the loaded weights, since nothing is learnt there. docs/speed.md has the figures.
+    does); scoring casts the loaded weights, since nothing is learnt there. docs/experiments.md, "Speed", has the figures.
     """
     import torch
 

@@ -220,9 +220,10 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
     import transformers
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments
 
-    from .modeling import freeze, load_model, load_tokenizer, resolve_precision
+    from .modeling import freeze, keep_freed_memory, load_model, load_tokenizer, resolve_precision
 
     transformers.logging.set_verbosity_error()
+    keep_freed_memory()
     precision = resolve_precision(cfg.precision)
     cuda = _cuda()
     splits = load_splits(cfg)
