@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.data import resolve_local
 from core.config import OFFLINE_DATA
-from core.modeling import device_summary, hub_reachable
+from core.modeling import device_summary
+from core.paths import hub_reachable, resolve_local
 from core.runs import ACTIVE_STATES
 from pages.common import PAGES, REFRESH_S, ROUTED_KEY, STATE_ICONS, WANTED_KEY, runs_table
 
@@ -16,7 +16,7 @@ st.set_page_config(page_title="Sentiment Transfer Lab", page_icon="🔁", layout
 @st.cache_data(ttl=60, show_spinner=False)
 def machine() -> dict:
     info = device_summary()
-    info["hub"] = hub_reachable.__wrapped__()  # re-probe each minute, not once per process
+    info["hub"] = hub_reachable(max_age=60)
     offline = resolve_local(OFFLINE_DATA)
     info["datasets"] = sorted(p.name for p in offline.iterdir() if p.is_dir()) if offline else []
     try:

@@ -19,9 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .runs import PROJECT_ROOT, artifacts_root
+from .paths import LOCAL_FORMATS, artifacts_root, hub_reachable, looks_like_path, resolve_local, unreachable
 
-LOCAL_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}
 TEXT_FIELD_GUESSES = (("title", "content"), ("text",), ("review",), ("content",), ("sentence",), ("body",))
 LABEL_NAMES = ("negative", "positive")
 _LABEL_WORDS = {"neg": 0, "negative": 0, "pos": 1, "positive": 1, "false": 0, "true": 1}
@@ -96,20 +95,6 @@ class Splits:
 
 
 # ---------------------------------------------------------------------------------------
-def resolve_local(spec: str) -> Path | None:
-    """A local file or folder for `spec`, looked up from the working directory, then the project root."""
-    p = Path(spec).expanduser()
-    for candidate in ([p] if p.is_absolute() else [Path.cwd() / p, PROJECT_ROOT / p]):
-        if candidate.exists():
-            return candidate.resolve()
-    return None
-
-
-def looks_like_path(spec: str) -> bool:
-    """Hub ids are `name` or `owner/name`; anything else with a slash or a file suffix is a path."""
-    return (spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).suffix.lower() in LOCAL_FORMATS)
-
-
 def _local_split_file(folder: Path, split: str) -> Path | None:
     for ext in LOCAL_FORMATS:
         for candidate in (folder / f"{split}{ext}", folder / "data" / f"{split}{ext}"):
@@ -146,11 +131,8 @@ def load_table(dataset: str, split: str, dataset_config: str | None = None):
         finally:
             readers.setLevel(level)
 
-    from .modeling import hub_reachable
-
     if not hub_reachable():
-        raise ValueError(f"dataset: {dataset!r} is not a local file or folder, and the Hugging Face Hub "
-                         "cannot be reached from this machine (offline?)")
+        raise unreachable("dataset", dataset)
     try:
         return datasets.load_dataset(dataset, dataset_config, split=split)
     except Exception as exc:

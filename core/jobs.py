@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import EvalConfig, PipelineConfig, RunConfig
-from .runs import (ACTIVE_STATES, PROJECT_ROOT, TERMINAL_STATES, RunDir, artifacts_root, iter_runs, new_run_id, now,
+from .paths import PROJECT_ROOT, artifacts_root
+from .runs import (ACTIVE_STATES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
 
 

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import MODEL_PRESETS
-from .data import LABEL_NAMES, looks_like_path, resolve_local
+from .data import LABEL_NAMES
+from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
 
 ID2LABEL = dict(enumerate(LABEL_NAMES))
 LABEL2ID = {v: k for k, v in ID2LABEL.items()}
-
-
-@functools.lru_cache(maxsize=1)
-def hub_reachable(timeout: float = 1.5) -> bool:
-    """One TCP connect to the Hub. Without it, a missing model costs ~50 s of retries before failing."""
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SENTIMENT_LAB_OFFLINE") == "1":
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def offline_model_path() -> str:
@@ -60,8 +48,7 @@ def _from_pretrained(loader, ref: str, **kwargs):
         if local:
             raise ValueError(f"model: cannot load {ref}: {str(exc).splitlines()[0][:300]}") from None
         if not online:
-            raise ValueError(f"model: {ref!r} is not a local folder or cached, and the Hugging Face Hub cannot "
-                             "be reached from this machine (use minilm-offline or a local folder)") from None
+            raise unreachable("model", ref) from None
         raise ValueError(f"model: {ref!r} not found on the Hugging Face Hub ({str(exc).splitlines()[0][:200]})") from None
 
 

@@ -23,23 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from .paths import runs_root
 
 # Active states: a worker owns the run. Terminal states: nobody does.
 ACTIVE_STATES = ("queued", "running", "stopping")
 TERMINAL_STATES = ("stopped", "completed", "failed", "interrupted", "cancelled")
 STATES = ACTIVE_STATES + TERMINAL_STATES
-
-
-def artifacts_root() -> Path:
-    """`$SENTIMENT_LAB_HOME` if set (tests use a temporary folder), else `<project>/artifacts`."""
-    root = Path(os.environ.get("SENTIMENT_LAB_HOME") or PROJECT_ROOT / "artifacts")
-    (root / "runs").mkdir(parents=True, exist_ok=True)
-    return root
-
-
-def runs_root() -> Path:
-    return artifacts_root() / "runs"
 
 
 def now() -> float:

@@ -21,6 +21,7 @@ from .config import RunConfig
 from .data import Encoder, load_splits, tokenize_cached
 from .evaluation import INFERENCE_FILE, Predictor, classification_metrics, evaluate, one_answer_note
 from .lexicon import with_polar_phrases
+from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
 from .runs import RunDir, append_jsonl, now, read_jsonl, write_json_atomic
 
 
@@ -157,7 +158,7 @@ def preflight(cfg: RunConfig) -> None:
 
     Run before a run folder is created, so a typo never leaves a failed run behind.
     """
-    from .modeling import hub_reachable, resolve_model, resolve_precision
+    from .modeling import resolve_model, resolve_precision
 
     resolve_precision(cfg.precision)  # fp16 on a machine without a GPU is refused here, not in the worker
     if cfg.init_from:
@@ -165,22 +166,17 @@ def preflight(cfg: RunConfig) -> None:
     else:
         ref = resolve_model(cfg.model)
         if not Path(ref).is_dir() and not hub_reachable() and not _hub_cached(ref):
-            raise ValueError(f"model: {cfg.model!r} is not a local folder or cached, and the Hugging Face Hub "
-                             "cannot be reached from this machine (use minilm-offline or a local folder)")
+            raise unreachable("model", cfg.model)
     preflight_dataset(cfg.dataset)
 
 
 def preflight_dataset(dataset: str) -> None:
     """A local file or folder that exists, or a Hub name while the Hub can be reached."""
-    from .data import looks_like_path, resolve_local
-    from .modeling import hub_reachable
-
     if resolve_local(dataset) is None:
         if looks_like_path(dataset):
             raise ValueError(f"dataset: no such file or folder: {dataset}")
         if not hub_reachable():
-            raise ValueError(f"dataset: {dataset!r} is not a local file or folder, and the Hugging Face Hub "
-                             "cannot be reached from this machine (offline?)")
+            raise unreachable("dataset", dataset)
 
 
 def _hub_cached(repo_id: str) -> bool:

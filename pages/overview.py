@@ -4,7 +4,8 @@ import streamlit as st
 
 from core import jobs
 from core.config import PRESETS, load_preset
-from core.modeling import device_summary, hub_reachable
+from core.modeling import device_summary
+from core.paths import hub_reachable
 from core.pipeline import ROW_NAMES, ROW_TITLES, load_results, points
 from core.runs import ACTIVE_STATES, RunDir
 from pages.common import REFRESH_S, RUNS_COLUMNS, runs_frame, runs_table, show_error, through_router

@@ -7,10 +7,10 @@ import streamlit as st
 
 from core import jobs
 from core.config import PRESETS, EvalConfig
-from core.data import resolve_local
+from core.paths import PROJECT_ROOT, resolve_local
 from core.evaluation import one_answer_note, single_label, wrong_predictions
 from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
-from core.runs import ACTIVE_STATES, PROJECT_ROOT, RunDir, compare, read_json, transposed
+from core.runs import ACTIVE_STATES, RunDir, compare, read_json, transposed
 from pages.common import (CHARTS, REFRESH_S, RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_figure, duration,
                           metrics_frame, run_label, run_name, runs_frame, runs_table, show_error, through_router)
 
