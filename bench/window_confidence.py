@@ -5,15 +5,13 @@ Scores every window of a run's model on some labelled rows once, then replays th
 p) for each threshold from those cached probabilities, so a sweep costs one scoring pass. The first
 line of the output is the baseline measured in the same run: every window read (`confidence` 1.0).
 `tokens` is the share of the baseline's tokens each threshold reads, which is what scoring time
-follows. Prints one JSON object. bench/README.md, "What offline-quick measures", quotes it:
+follows. Prints one JSON object. docs/experiments.md, "What offline-quick measures", quotes it:
 
     # the threshold was chosen on IMDB train rows no stage trains on, not on the test rows
     python bench/window_confidence.py --run PIPELINE.target --split train --rows 20000:22000
     python bench/window_confidence.py --run PIPELINE.target --rows 0:2000      # IMDB test[:2000]
     # combine the windows by their mean log-odds instead of core's mean probability
     python bench/window_confidence.py --run PIPELINE.source --split train --rows 20000:22000 --max-length 64 --windows 6 --average log-odds
-    # weigh a review's end window against its start (both read; 0.5 is core's plain mean)
-    python bench/window_confidence.py --run PIPELINE.source --split train --rows 20000:24884 --end-weights 0,0.4,0.5,0.6,1
 """
 from __future__ import annotations
 
@@ -49,15 +47,6 @@ def read_windows_log_odds(owner: np.ndarray, n_texts: int, score, confidence: fl
     return np.stack([1 - positive, positive], axis=1), reads
 
 
-def end_weighted(p_positive: np.ndarray, owner: np.ndarray, labels: np.ndarray, weights: list[float]) -> list[dict]:
-    """Accuracy when a two-window review's end counts W and its start 1 - W (a review that fits one window is
-    that window): does the verdict at the end deserve more than core's plain mean (W = 0.5)?"""
-    order = reading_order(owner, len(labels))  # each review's windows, its end first and its start last
-    end, start = p_positive[[o[0] for o in order]], p_positive[[o[-1] for o in order]]
-    return [{"end_weight": w, "accuracy": round(float((((w * end + (1 - w) * start) > 0.5) == labels).mean()), 4)}
-            for w in weights]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="run id (or folder) whose model is scored")
@@ -70,11 +59,7 @@ def main() -> None:
     ap.add_argument("--confidences", default="0.8,0.85,0.88,0.9,0.92,0.95")
     ap.add_argument("--average", choices=("probability", "log-odds"), default="probability",
                     help="how a review's windows are combined: core's mean probability, or the mean of their log-odds")
-    ap.add_argument("--end-weights", default="",
-                    help="with --windows 2: also each weight W of p = W * end + (1 - W) * start, both windows read")
     args = ap.parse_args()
-    if args.end_weights and args.windows != 2:
-        ap.error("--end-weights needs --windows 2")  # before the scoring pass, not after it
 
     a, b = (int(x) for x in args.rows.split(":"))
     examples = load_eval_examples(args.data, args.split, args.text_fields.split(","), "label", rows=(a, b))
@@ -103,9 +88,6 @@ def main() -> None:
     rows = [replay(1.0)] + [replay(float(c)) for c in args.confidences.split(",")]
     out = {"run": args.run, "data": examples.source, "n": len(examples), "max_length": args.max_length,
            "windows": args.windows, "average": args.average, "scoring_s_all_windows": round(seconds, 1), "rows": rows}
-    if args.end_weights:
-        out["end_weights"] = end_weighted(cached[:, 1], owner, examples.labels,
-                                          [float(w) for w in args.end_weights.split(",")])
     print(json.dumps(out, indent=1))
 
 

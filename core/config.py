@@ -60,9 +60,6 @@ class RunConfig:
     samples_per_class: int | None = None  # or a balanced, seeded sample of N per class
     max_eval_samples: int | None = None  # the first N rows of the evaluation split
     validation_size: float = 0.1  # carved from train: a fraction (< 1) or a row count (>= 1)
-    # Also train on the N most positive and N most negative words and bigrams of a TF-IDF + logistic-regression
-    # teacher fitted on the training reviews, one phrase per example (core/lexicon.py); 0 = off.
-    lexicon_size: int = 0
     # --- tokenization ------------------------------------------------------------------
     max_length: int = 256
     eval_max_length: int | None = None  # None: same as max_length
@@ -118,8 +115,6 @@ class RunConfig:
             bad("dataset", "must name a Hub dataset or a local folder/file")
         if self.freeze_layers < 0:
             bad("freeze_layers", "must be >= 0")
-        if self.lexicon_size < 0:
-            bad("lexicon_size", "must be >= 0 (0: no polar phrases)")
         for name in ("max_train_samples", "samples_per_class", "max_eval_samples", "eval_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:

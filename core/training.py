@@ -20,7 +20,6 @@ import numpy as np
 from .config import RunConfig
 from .data import Encoder, load_splits, tokenize_cached
 from .evaluation import INFERENCE_FILE, Predictor, classification_metrics, evaluate, one_answer_note
-from .lexicon import with_polar_phrases
 from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
 from .runs import RunDir, append_jsonl, now, read_jsonl, write_json_atomic
 
@@ -233,14 +232,6 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
     for part in (splits.train, splits.validation, splits.test):
         if part is not None and part.skipped_note():
             run.log(part.skipped_note())
-    if cfg.lexicon_size:  # after validation is carved: the teacher sees only the training reviews
-        splits.train, phrases = with_polar_phrases(splits.train, cfg.lexicon_size, cfg.seed)
-        if phrases:
-            more = ", ..." if len(phrases) > 4 else ""
-            run.log(f"polar phrases: {len(phrases)} from a TF-IDF teacher on the training reviews, added as examples "
-                    f"({', '.join(phrases[:4])}{more})")
-        else:
-            run.log("polar phrases: the teacher found none (too few reviews for a phrase seen twice); none added")
     source = model_source(cfg)
     tokenizer = load_tokenizer(source)
     # Seed before the model exists: a new classification head is drawn at load time, and the

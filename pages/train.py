@@ -40,10 +40,6 @@ HELP = {
     "validation_size": "Carved from the training rows to pick the best checkpoint and stop early: a fraction "
                        "(0.1) or a row count (100). The test split is never used for that.",
     "freeze_layers": "Freeze the embeddings and the bottom N encoder layers: faster steps, less to forget.",
-    "lexicon_size": "Also train on the N most positive and N most negative words and word pairs of a TF-IDF + "
-                    "logistic-regression model fitted on the training reviews, one per example (0: off). Measured on "
-                    "offline-quick's source stage with 3000: +0.3 points zero-shot on held-out IMDB rows, +0.5 on "
-                    "Amazon, for a third more training time (bench/README.md).",
     "num_processes": "Processes to train with through `accelerate launch` (one per GPU; 1: no launcher).",
     "init_from": "Fine-tune further: start from a finished run's trained model (e.g. an Amazon model, then train "
                  "it on IMDB) instead of the pretrained weights; its architecture and tokenizer come with it.",
@@ -179,7 +175,7 @@ with st.form("train_form"):
     head_fraction = h16.number_input("Head share (head+tail)", value=float(base.head_fraction), min_value=0.0,
                                      max_value=1.0, step=0.05, key="train_head", help=HELP["head_fraction"])
     field_error("head_fraction")
-    with st.expander("More settings: evaluation interval, balanced sample, validation, polar phrases, freezing, GPUs, "
+    with st.expander("More settings: evaluation interval, balanced sample, validation, freezing, GPUs, compile, "
                      "name"):
         m1, m2, m3, m4 = st.columns(4)
         eval_steps = m1.number_input("Evaluate every N steps (0 = each epoch)", value=base.eval_steps or 0, min_value=0,
@@ -198,8 +194,6 @@ with st.form("train_form"):
         validation_size = m5.number_input("Validation (fraction or rows)", value=float(base.validation_size),
                                           min_value=0.0, step=0.05, key="train_validation", help=HELP["validation_size"])
         field_error("validation_size")
-        lexicon_size = m5.number_input("Polar phrases per label (0 = off)", value=base.lexicon_size, min_value=0,
-                                       step=500, key="train_lexicon", help=HELP["lexicon_size"])
         freeze_layers = m6.number_input("Frozen encoder layers", value=base.freeze_layers, min_value=0, step=1,
                                         key="train_freeze_layers", help=HELP["freeze_layers"])
         freeze_embeddings = m6.checkbox("Freeze the embeddings", value=base.freeze_embeddings,
@@ -235,7 +229,7 @@ if submitted:
         eval_confidence=confidence, weight_decay=weight_decay, init_from=start_from or None,
         eval_steps=int(eval_steps) or None, logging_steps=int(logging_steps), samples_per_class=int(per_class) or None,
         max_eval_samples=int(test_rows) or None, validation_size=validation_size, freeze_layers=int(freeze_layers),
-        lexicon_size=int(lexicon_size), torch_compile=torch_compile,
+        torch_compile=torch_compile,
         freeze_embeddings=freeze_embeddings, num_processes=int(num_processes), keep_checkpoints=keep_checkpoints,
         name=(run_name.strip() if mode == "One run" else "") or base.name,
     )

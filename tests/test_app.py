@@ -198,7 +198,7 @@ def test_train_forms_more_settings_reach_the_run(lab_home):
             at.number_input(key="train_test_rows").set_value(400)
             at.number_input(key="train_validation").set_value(200.0)
             at.number_input(key="train_freeze_layers").set_value(2)
-            at.number_input(key="train_lexicon").set_value(500)
+            at.checkbox(key="train_compile").check()
             at.text_input(key="train_name").input("balanced 300")
             at.checkbox(key="train_keep_ckpt").check()
             at.button(key=launch).click().run()
@@ -210,7 +210,7 @@ def test_train_forms_more_settings_reach_the_run(lab_home):
                 jobs.stop(run.run_id)
     assert (config["samples_per_class"], config["max_train_samples"], config["eval_steps"]) == (300, None, 50)
     assert (config["max_eval_samples"], config["validation_size"], config["freeze_layers"]) == (400, 200, 2)
-    assert config["lexicon_size"] == 500
+    assert config["torch_compile"] is True
     assert config["name"] == "balanced 300" and queued["name"] == "balanced 300" and config["keep_checkpoints"] is True
 
 

@@ -17,7 +17,7 @@ def test_defaults_are_valid_and_round_trip(tmp_path):
     ("learning_rate", -1e-5), ("epochs", 0), ("batch_size", 0), ("truncation", "middle"),
     ("precision", "int4"), ("max_length", 4), ("validation_size", 1.5), ("scheduler", "zigzag"),
     ("warmup_ratio", 1.2), ("max_train_samples", 0), ("eval_windows", 0), ("eval_confidence", 0.3),
-    ("eval_confidence", 1.5), ("lexicon_size", -1),
+    ("eval_confidence", 1.5),
 ])
 def test_bad_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^{field}:"):

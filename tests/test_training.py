@@ -7,7 +7,6 @@ import pytest
 
 from conftest import tiny_config
 from core.data import Examples
-from core.lexicon import polar_phrases, with_polar_phrases
 from core.runs import RunDir, read_jsonl
 from core.training import latest_checkpoint, train_run
 
@@ -184,41 +183,3 @@ def test_word_effects_are_what_leaving_each_word_out_changes(tiny_model):
         predictor.word_effects(" ".join(["word"] * 201))
     with pytest.raises(ValueError, match="review: is empty"):
         predictor.word_effects("   ")
-
-
-def test_polar_phrases_are_the_teachers_strongest_words_of_each_sign():
-    """lexicon_size: a TF-IDF + logistic-regression teacher's most positive and most negative phrases."""
-    import numpy as np
-
-    pos = [f"a great and lovely thing number {i}" for i in range(20)]
-    neg = [f"an awful and broken thing number {i}" for i in range(20)]
-    train = Examples(pos + neg, np.array([1] * 20 + [0] * 20), np.arange(40), "toy:train", "domain",
-                     np.array(["books"] * 40, dtype=object))
-    phrases, labels = polar_phrases(train, 3)
-    assert len(phrases) == 6 and labels.tolist() == [1, 1, 1, 0, 0, 0]
-    assert set(phrases[:3]) <= {"great", "lovely", "great and", "and lovely", "lovely thing", "a great", "a"}
-    assert set(phrases[3:]) <= {"awful", "broken", "awful and", "and broken", "broken thing", "an awful", "an"}
-    assert "thing" not in phrases and "number" not in phrases  # both labels use them: no weight to speak of
-    out, added = with_polar_phrases(train, 3)
-    assert added == phrases and out.texts == train.texts + phrases and len(out) == 46
-    assert out.labels.tolist() == train.labels.tolist() + labels.tolist()
-    assert out.rows.tolist()[-6:] == [-1] * 6 and out.groups.tolist()[-1] == "polar phrase"
-    # more asked than the teacher has: each phrase once, with the sign of its weight
-    phrases, labels = polar_phrases(train, 10_000)
-    label_of = dict(zip(phrases, labels.tolist()))
-    assert len(label_of) == len(phrases) < 200
-    assert (label_of["great"], label_of["lovely"], label_of["awful"], label_of["broken"]) == (1, 1, 0, 0)
-    one_label = Examples(pos, np.ones(20, dtype=np.int64), np.arange(20), "toy:train")
-    with pytest.raises(ValueError, match="^lexicon_size: the teacher needs both labels"):
-        polar_phrases(one_label, 3)
-
-
-def test_a_run_with_polar_phrases_trains_on_them_after_validation_is_carved(reviews_dir, tiny_model):
-    run = RunDir.for_id("t-lexicon")
-    status = train_run(tiny_config(tiny_model, reviews_dir, lexicon_size=4), run)
-    log = run.log_path.read_text()
-    line = next(x for x in log.splitlines() if "polar phrases:" in x)
-    assert "polar phrases: 8 from a TF-IDF teacher on the training reviews" in line
-    # 32 reviews (8 carved for validation from the rest of the 48) + 8 phrases = 40 examples, 5 steps of 8
-    assert status["state"] == "completed" and status["total_steps"] == 5
-    assert status["metrics"]["test_n"] == 16 and run.config()["lexicon_size"] == 4
