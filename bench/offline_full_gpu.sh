@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# offline-full on one borrowed GPU, in the minutes a loan gives (bench/README.md, "What offline-full measures"):
+# offline-full on one borrowed GPU, in the minutes a loan gives (docs/experiments.md, "What offline-full measures"):
 #
 #   1. the source-stage sweep: bench/source_sweep.py for each variant below, all side by side on the one
 #      card (MiniLM at batch 32 leaves most of an H100/H200 idle), each scored on held-out IMDB *train*

@@ -10,7 +10,7 @@ several variants can run side by side (on a GPU they share the card) and a drive
     python bench/source_sweep.py --preset offline-full --set learning_rate=3e-5 --rows 20000:24884
     python bench/source_sweep.py --preset offline-full --set seed=1          # the spread of one seed
 
-bench/README.md, "What offline-full measures", quotes it. The source test accuracy is the run's own (Amazon test).
+docs/experiments.md, "What offline-full measures", quotes it. The source test accuracy is the run's own (Amazon test).
 """
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ def main() -> int:
            "val_accuracy": (status.get("metrics") or {}).get("val_accuracy"),
            "train_and_test_s": round(train_s, 1), "held_out": held_out.source, "n": len(held_out)}
     # one model load; each window count is the same model reading the rows another way
-    predictor = Predictor.from_run(run.run_id, max_length=tgt.inference_max_length, truncation=tgt.truncation,
-                                   head_fraction=tgt.head_fraction, confidence=1.0, batch_size=tgt.eval_batch_size)
+    predictor = Predictor.from_run(run.run_id, reading=tgt.reading.replace(confidence=1.0),
+                                   batch_size=tgt.eval_batch_size)
     for windows in sorted({1, args.windows}):
         t1 = time.time()
         probs, _ = predictor.reading_as(windows=windows).read(list(held_out.texts))

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -21,18 +20,25 @@ import sys
 import time
 from typing import Any
 
-from .config import PRECISIONS, PRESETS, TRUNCATIONS, PipelineConfig, RunConfig, load_config_file, load_preset
+from .config import (PRECISIONS, PRESETS, TRUNCATIONS, PipelineConfig, RunConfig, load_config_file, load_preset,
+                     settings_help)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help=f"start from a preset: {', '.join(PRESETS)}")
     p.add_argument("--config", help="start from a JSON config file (a run's or a pipeline's config.json)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override one field (repeatable); pipelines: target.FIELD=VALUE for stage 2")
+                   help="set one field (repeatable); a pipeline's stage 2 and baseline: target.FIELD=VALUE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.epilog = ("FIELD is one of RunConfig's: " + ", ".join(f.name for f in dataclasses.fields(RunConfig))
-                + ". A list takes commas (text_fields=title,content); an empty value or none clears an optional "
-                "field (target.max_eval_samples=). RunConfig in core/config.py says what each does.")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ("Fields --set takes. A list takes commas (text_fields=title,content); an empty value or none clears "
+                "an optional one (target.max_eval_samples=).\n\n" + settings_help())
+
+
+def _quiet_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress on stderr (by default: each log line, a progress bar on a terminal, and a line "
+                        "every 30 s elsewhere)")
 
 
 def parse_assignments(sets: list[str]) -> dict[str, str]:
@@ -118,7 +124,7 @@ def cmd_results(args) -> int:
     from .runs import RunDir
 
     pipe = RunDir.find(args.run)
-    if pipe.config().get("kind") != "pipeline":
+    if pipe.job()["kind"] != "pipeline":
         raise ValueError(f"run: {pipe.run_id} is not a pipeline (the comparison table is a pipeline's; "
                          "`compare` puts any runs side by side)")
     state = pipe.status().get("state")
@@ -161,7 +167,9 @@ def cmd_eval(args) -> int:
         _print({"run_id": job.run_id, "run_dir": str(job.path)}, args.json, job.run_id)
         return 0
     save_to = RunDir.find(args.run) if args.save else None
-    m, examples = evaluate_config(cfg, save_to, name=args.name)
+    from .runs import Terminal
+
+    m, examples = evaluate_config(cfg, save_to, name=args.name, log=Terminal.say)
     out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"],
            "max_length": m["max_length"], "windows": m["windows"], "confidence": m["confidence"],
            "windows_read": m["windows_read"], "seconds": m["seconds"], "skipped_empty": m["skipped_empty"]}
@@ -278,13 +286,12 @@ def cmd_compare(args) -> int:
 def cmd_logs(args) -> int:
     """A run's log.txt. A pipeline's comes with its stages' logs: one after another, or, following (-f), as they
     grow, each stage's lines prefixed with its name (a pipeline's own log only says when stages start and end)."""
-    from .runs import TERMINAL_STATES, RunDir, read_json
+    from .runs import STAGES, TERMINAL_STATES, RunDir
 
     run = RunDir.find(args.run)
     logs = {run.log_path: ""}
-    if (read_json(run.config_path, {}) or {}).get("kind") == "pipeline":
-        logs.update({RunDir.for_id(f"{run.run_id}.{stage}").log_path: f"{stage} | "
-                     for stage in ("source", "target", "baseline")})
+    if run.job()["kind"] == "pipeline":
+        logs.update({run.stage(stage).log_path: f"{stage} | " for stage in STAGES})
     pos = dict.fromkeys(logs, 0)
 
     def drain(path, prefix: str, whole: bool, header: str = "") -> None:
@@ -317,7 +324,7 @@ def cmd_logs(args) -> int:
 
 def cmd_presets(args) -> int:
     if args.name:  # every field, as a config file: `presets NAME > my.json`, edit, `pipeline --config my.json`
-        print(json.dumps({"kind": "pipeline", **load_preset(args.name).to_dict()}, indent=2))
+        print(json.dumps(load_preset(args.name).to_dict(), indent=2))
         return 0
     data = {name: {"description": p.get("description", ""), "source": p["source"], "target": p["target"]}
             for name, p in PRESETS.items()}
@@ -355,17 +362,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="python -m core", description="Sentiment Transfer Lab engine.",
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = _Parser(prog="python -m core", description="Sentiment Transfer Lab engine: everything the app does.",
+                 epilog="python -m core COMMAND --help says more of each.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")  # not the internal _commands
 
     p = sub.add_parser("train", help="fine-tune one model in the foreground")
     _config_args(p)
+    _quiet_arg(p)
     p.add_argument("--run-id", help="use this run id instead of a generated one")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pipeline", help="run the whole transfer experiment in the foreground")
     _config_args(p)
+    _quiet_arg(p)
     p.add_argument("--run-id")
     p.set_defaults(func=cmd_pipeline)
 
@@ -399,6 +408,7 @@ def parser() -> argparse.ArgumentParser:
                         "prints the job's run id")
     p.add_argument("--run-id", help="with --background: the job's run id instead of a generated one")
     p.add_argument("--json", action="store_true")
+    _quiet_arg(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="label reviews given as arguments or on stdin")
@@ -465,6 +475,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "quiet", True) is False and not getattr(args, "background", False):
+        from .runs import Terminal
+
+        Terminal.start(sys.stderr)  # stdout keeps the result alone (one JSON object with --json)
     try:
         return args.func(args)
     except ValueError as exc:  # bad input: one line naming the problem, no traceback

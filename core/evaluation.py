@@ -4,38 +4,34 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import CONFIDENCE_RANGE, TOKEN_RANGE, WINDOW_RANGE, EvalConfig, check_between
+from .config import EvalConfig, Reading
 from .data import LABEL_NAMES, Encoder, Examples
-from .runs import RunDir, now, read_json, write_json_atomic
+from .runs import RunDir, Terminal, now, write_json_atomic
 
-INFERENCE_FILE = "sentiment_lab.json"  # tokenization settings saved beside a trained model
 MAX_REVIEW_CHARS = 10_000_000  # a 1 MB review is fine: the encoder keeps what the budget can use
 MAX_EXPLAINED_WORDS = 200  # word effects cost one forward pass per word
-# How a model with no sentiment_lab.json beside it (one from elsewhere) reads a review.
-DEFAULT_READING = {"max_length": 256, "truncation": "head_tail", "head_fraction": 0.25, "windows": 1, "confidence": 1.0}
 # Tokens (rows x padded width) per forward pass: a CPU is fastest with a batch that stays in its caches, a GPU
-# needs many rows to fill it. docs/experiments.md, "Speed", has the measurements behind the CPU figure.
+# needs many rows to fill it (docs/experiments.md, "Speed").
 TOKENS_PER_BATCH = {"cpu": 4096, "cuda": 65536}
 
 
 class Predictor:
-    """A loaded model plus the tokenization it was trained with. Read-only after construction.
+    """A loaded model plus the way it reads a review (its `Reading`). Read-only after construction.
 
     The one scoring path: reviews tokenized once, sorted by length into batches of up to `batch_size` reviews
     and the device's token budget, each padded only to its longest review, under `torch.inference_mode()`, with
     the weights cast to the precision the hardware computes fastest (`precision`, see `resolve_precision`).
     """
 
-    def __init__(self, model, tokenizer, max_length: int = DEFAULT_READING["max_length"],
-                 truncation: str = DEFAULT_READING["truncation"], head_fraction: float = DEFAULT_READING["head_fraction"],
-                 batch_size: int = 64, name: str = "", windows: int = DEFAULT_READING["windows"],
-                 confidence: float = DEFAULT_READING["confidence"], precision: str = "auto"):
+    def __init__(self, model, tokenizer, reading: Reading | None = None, batch_size: int = 64, name: str = "",
+                 precision: str = "auto"):
         import torch
 
         from .modeling import keep_freed_memory, resolve_precision
@@ -48,48 +44,43 @@ class Predictor:
         self.batch_size = batch_size
         self.tokens_per_batch = TOKENS_PER_BATCH[self.device]
         self.name = name
-        self._set_reading(max_length, truncation, head_fraction, windows, confidence)
+        self._read_as(reading or Reading())
 
-    def _set_reading(self, max_length: int, truncation: str, head_fraction: float, windows: int, confidence: float) -> None:
-        check_between("max_length", max_length, TOKEN_RANGE, "tokens")
-        check_between("windows", windows, WINDOW_RANGE)
-        check_between("confidence", confidence, CONFIDENCE_RANGE)
-        self.encoder = Encoder(self.tokenizer, max_length, truncation, head_fraction)
-        self.windows = windows
-        self.confidence = confidence
+    def _read_as(self, reading: Reading) -> None:
+        self.reading = reading
+        self.encoder = Encoder(self.tokenizer, reading.max_length, reading.truncation, reading.head_fraction)
 
-    @property
-    def reading(self) -> dict[str, Any]:
-        """How this predictor reads a review (the settings `sentiment_lab.json` holds)."""
-        e = self.encoder
-        return {"max_length": e.max_length, "truncation": e.truncation, "head_fraction": e.head_fraction,
-                "windows": self.windows, "confidence": self.confidence}
-
-    def reading_as(self, **settings: Any) -> "Predictor":
-        """The same loaded model (shared, not copied) reading reviews another way, e.g. `**other.reading`:
-        how the pipeline's zero-shot row scored the source model, with the target stage's settings."""
+    def reading_as(self, reading: Reading | None = None, **changes: Any) -> "Predictor":
+        """The same loaded model (shared, not copied) reading reviews another way: `other.reading` (how the
+        pipeline's zero-shot row scored the source model, with the target stage's reading) or some changes."""
         other = copy.copy(self)
-        other._set_reading(**{**self.reading, **settings})
+        other._read_as((reading or self.reading).replace(**changes))
         return other
 
     @classmethod
-    def from_folder(cls, folder: str | Path, name: str = "", **overrides: Any) -> "Predictor":
+    def from_folder(cls, folder: str | Path, name: str = "", reading: Reading | None = None,
+                    **options: Any) -> "Predictor":
+        """The model in `folder`, reading as it was saved to (or as `reading` says); `options` that are Reading
+        fields change that reading (None leaves one as it is), the rest go to the constructor."""
         from .modeling import load_model, load_tokenizer
 
         folder = Path(folder)
         if not (folder / "config.json").exists():
             raise ValueError(f"model: no model in {folder} (deleted, or the run has not finished)")
-        settings = {**saved_reading(folder), **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(load_model(str(folder)), load_tokenizer(str(folder)), name=name or folder.name, **settings)
+        fields = {f.name for f in dataclasses.fields(Reading)}
+        changes = {k: v for k, v in options.items() if k in fields and v is not None}
+        reading = (reading or Reading.load(folder)).replace(**changes)
+        rest = {k: v for k, v in options.items() if k not in fields}
+        return cls(load_model(str(folder)), load_tokenizer(str(folder)), reading, name=name or folder.name, **rest)
 
     @classmethod
-    def from_run(cls, ref: str, **overrides: Any) -> "Predictor":
+    def from_run(cls, ref: str, **options: Any) -> "Predictor":
         run = RunDir.find(ref)
-        return cls.from_folder(run.require_model(), name=run.run_id, **overrides)
+        return cls.from_folder(run.require_model(), name=run.run_id, **options)
 
     @property
     def scoring(self) -> str:
-        return scoring_label(**self.reading)
+        return self.reading.label()
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """P(negative), P(positive) per text, averaged over the windows read (see `read`)."""
@@ -97,8 +88,9 @@ class Predictor:
 
     def read(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities per text, and how many of its windows were scored (see `read_windows`)."""
-        ids, owner = self.encoder.windows(list(texts), self.windows)
-        return read_windows(owner, len(texts), lambda picked: self.score_ids([ids[w] for w in picked]), self.confidence)
+        ids, owner = self.encoder.windows(list(texts), self.reading.windows)
+        return read_windows(owner, len(texts), lambda picked: self.score_ids([ids[w] for w in picked]),
+                            self.reading.confidence)
 
     def score_ids(self, ids: list[list[int]]) -> np.ndarray:
         """Softmax probabilities per token sequence."""
@@ -106,8 +98,15 @@ class Predictor:
 
         probs = np.zeros((len(ids), 2), dtype=np.float32)
         pad = self.tokenizer.pad_token_id or 0
+        batches = length_batches([len(x) for x in ids], self.batch_size, self.tokens_per_batch)
+        bar = None
+        if Terminal.bars() and len(ids) > 500:  # a bar where scoring takes a while, not for the Try page's one review
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(ids), unit="window", desc=f"scoring ({self.name})", file=Terminal.stream, leave=False)
+        done = 0
         with torch.inference_mode():
-            for idx in length_batches([len(x) for x in ids], self.batch_size, self.tokens_per_batch):
+            for idx in batches:
                 width = len(ids[idx[-1]])  # sorted by length: the last is the longest
                 input_ids = np.full((len(idx), width), pad, dtype=np.int64)
                 mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -117,6 +116,13 @@ class Predictor:
                 logits = self.model(input_ids=torch.from_numpy(input_ids).to(self.device),
                                     attention_mask=torch.from_numpy(mask).to(self.device)).logits
                 probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                done += len(idx)
+                if bar is not None:
+                    bar.update(len(idx))
+                if len(ids) > 500:
+                    Terminal.doing = f"{self.name}: scoring, {done:,} of {len(ids):,} windows"
+        if bar is not None:
+            bar.close()
         return probs
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
@@ -152,11 +158,6 @@ def length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> li
         out.append(order[start:end])
         start = end
     return out
-
-
-def saved_reading(model_dir: str | Path) -> dict[str, Any]:
-    """The reading settings saved beside a trained model (DEFAULT_READING where none were saved)."""
-    return {**DEFAULT_READING, **(read_json(Path(model_dir) / INFERENCE_FILE, {}) or {})}
 
 
 def reading_order(owner: np.ndarray, n_texts: int) -> list[list[int]]:
@@ -195,16 +196,6 @@ def read_windows(owner: np.ndarray, n_texts: int, score: Callable[[np.ndarray], 
         sure = (sums[pending] / reads[pending, None]).max(axis=1) >= confidence
         pending = pending[~sure]
     return sums / reads[:, None], reads
-
-
-def scoring_label(max_length: int, truncation: str, windows: int = 1, confidence: float = 1.0, **_: Any) -> str:
-    """How a review is read when scored: `128 tokens head_tail`, `80 tokens x 2 windows`, or
-    `112 tokens x up to 2 windows, stop at p 0.9`."""
-    if windows > 1 and confidence < 1.0:
-        return f"{max_length} tokens x up to {windows} windows, stop at p {confidence:g}"
-    if windows > 1:
-        return f"{max_length} tokens x {windows} windows"
-    return f"{max_length} tokens {truncation}".strip()
 
 
 def check_review(text: Any, where: str = "review") -> None:
@@ -280,9 +271,10 @@ def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None
     if examples.groups is not None:
         metrics.update(group_field=examples.group_field,
                        by_group=accuracy_by_group(preds == examples.labels, examples.groups))
-    metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=predictor.encoder.max_length,
-                   truncation=predictor.encoder.truncation, windows=predictor.windows,
-                   confidence=predictor.confidence, precision=predictor.precision.name, windows_read=round(float(reads.mean()), 3) if len(reads) else 0.0,
+    r = predictor.reading
+    metrics.update(dataset=examples.source, seconds=round(now() - t0, 2), max_length=r.max_length,
+                   truncation=r.truncation, windows=r.windows, confidence=r.confidence,
+                   precision=predictor.precision.name, windows_read=round(float(reads.mean()), 3) if len(reads) else 0.0,
                    model=predictor.name, skipped_empty=len(examples.skipped),
                    skipped_rows=[int(r) for r in examples.skipped[:100]])
     if run is not None:
@@ -305,7 +297,9 @@ def evaluate_config(cfg: EvalConfig, save_to: RunDir | None = None, name: str | 
     (default: named after the data).
     `python -m core eval` and the background eval job both come here."""
     from .data import load_eval_examples
+    from .modeling import resolve_precision
 
+    resolve_precision(cfg.precision)  # fp16 without a GPU: said before any data is read
     model_run = RunDir.find(cfg.run)
     examples = load_eval_examples(cfg.dataset, cfg.split, cfg.text_fields, cfg.label_field, cfg.max_samples,
                                   cfg.dataset_config, by=cfg.by, samples_per_class=cfg.samples_per_class)

@@ -28,7 +28,7 @@ from typing import Any
 
 from .config import EvalConfig, PipelineConfig, RunConfig
 from .paths import PROJECT_ROOT, artifacts_root
-from .runs import (ACTIVE_STATES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
+from .runs import (ACTIVE_STATES, STAGES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
 
 
@@ -74,6 +74,7 @@ def _connect() -> sqlite3.Connection:
 
 def _row_for(run: RunDir) -> dict[str, Any] | None:
     config = read_json(run.config_path)
+    job = run.job()
     damaged = None
     if not isinstance(config, dict):
         if not run.config_path.exists() and not any(not p.name.startswith(".") for p in run.path.iterdir()):
@@ -82,7 +83,7 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
         # can be seen and deleted, but never as a run that worked.
         config, damaged = {}, "config.json is missing or not valid JSON: a damaged run folder, left as it is"
     status = run.status()
-    pipeline = config.get("kind") == "pipeline"
+    pipeline = job["kind"] == "pipeline"
     source = config.get("source") if pipeline else config
     source = source if isinstance(source, dict) else {}
     dataset = source.get("dataset")
@@ -93,8 +94,8 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
         mtime = run.status_path.stat().st_mtime
     except FileNotFoundError:
         mtime = 0.0
-    model = config.get("run") if config.get("kind") == "eval" else source.get("model")  # eval: the run it scores
-    return {"id": run.run_id, "kind": config.get("kind", "train"), "parent": config.get("parent"),
+    model = config.get("run") if job["kind"] == "eval" else source.get("model")  # eval: the run it scores
+    return {"id": run.run_id, "kind": job["kind"], "parent": job["parent"],
             "name": config.get("name") or "", "model": model, "dataset": dataset,
             "state": "failed" if damaged else status.get("state") or "failed", "created_at": status.get("created_at"),
             "started_at": status.get("started_at"), "ended_at": status.get("ended_at"), "step": status.get("step"),
@@ -218,7 +219,7 @@ def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_i
     if run.path.exists():
         raise ValueError(f"run: {run.run_id} already exists")
     run.path.mkdir(parents=True)
-    write_json_atomic(run.config_path, {"kind": kind, **config.to_dict()})
+    run.write_config(kind, config.to_dict())
     write_json_atomic(run.status_path, {"state": "queued", "created_at": now(), "queued_at": now(), "updated_at": now()})
     run.log(f"queued ({kind})")
     return run
@@ -247,7 +248,7 @@ def queued_runs() -> list[RunDir]:
 
 def active_workers() -> list[RunDir]:
     return [r for r in iter_runs() if r.status().get("state") in ("running", "stopping") and
-            not (read_json(r.config_path, {}) or {}).get("parent") and worker_alive(r.status())]
+            not r.job()["parent"] and worker_alive(r.status())]
 
 
 def dispatch_forever(poll: float = 0.5) -> None:
@@ -296,8 +297,7 @@ def work(run_id: str) -> int:
     from .training import run_config, train_run
 
     run = RunDir.for_id(run_id)
-    config = run.config()
-    kind = config.pop("kind", "train")
+    config, kind = run.config(), run.job()["kind"]
     resume = bool(run.status().get("resume"))
     run.update_status(resume=False, worker_started_at=run.status().get("worker_started_at") or now())
     _install_sigterm(run)
@@ -368,7 +368,7 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
     for child in _active_children(run):
         child.request_stop()
     run.update_status(state="stopping")
-    if (read_json(run.config_path, {}) or {}).get("kind") == "eval":
+    if run.job()["kind"] == "eval":
         timeout = 0  # an evaluation has nothing to save between steps: signalled at once, scored again on resume
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -388,7 +388,7 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
 
 
 def _active_children(run: RunDir) -> list[RunDir]:
-    stages = (RunDir.for_id(f"{run.run_id}.{k}") for k in ("source", "target", "baseline"))
+    stages = (run.stage(k) for k in STAGES)
     return [s for s in stages if s.status().get("state") in ("running", "stopping")]
 
 
@@ -409,11 +409,10 @@ def resume(run_id: str) -> RunDir:
     """Queue a stopped, interrupted or failed run again; it continues from its last checkpoint."""
     reconcile()
     run = RunDir.find(run_id)
-    config = read_json(run.config_path)
-    if not isinstance(config, dict):
+    if not isinstance(read_json(run.config_path), dict):
         raise ValueError(f"run: {run.run_id} cannot resume: its config.json is missing or not valid JSON")
-    if config.get("parent"):
-        raise ValueError(f"run: {run.run_id} is a stage of pipeline {config['parent']}; resume the pipeline")
+    if parent := run.job()["parent"]:
+        raise ValueError(f"run: {run.run_id} is a stage of pipeline {parent}; resume the pipeline")
     state = run.status().get("state")
     if state not in ("stopped", "interrupted", "failed"):
         raise ValueError(f"run: {run.run_id} is {state}; only stopped, interrupted or failed runs resume")
@@ -429,7 +428,7 @@ def delete(run_id: str) -> None:
 
     run = RunDir.find(run_id)
     status = run.status()
-    if parent := (read_json(run.config_path, {}) or {}).get("parent"):
+    if parent := run.job()["parent"]:
         raise ValueError(f"run: {run.run_id} is a stage of {parent}, whose table and resume need it; delete the "
                          "pipeline (its stages go with it)")
     if status.get("state") in ("running", "stopping") and worker_alive(status) is not False:
@@ -461,7 +460,7 @@ def dependents(run_ids: set[str]) -> list[str]:
         if row["state"] in ("completed", "cancelled") or row.get("parent") or row["id"] in run_ids:
             continue
         config = read_json(RunDir.for_id(row["id"]).config_path, {}) or {}
-        refs = ([config.get("run")] if config.get("kind") == "eval"
+        refs = ([config.get("run")] if row["kind"] == "eval"
                 else [config.get("init_from"), (config.get("source") or {}).get("init_from")])
         if any(refers_to(ref) for ref in refs if ref):
             found.append(f"{row['id']} ({row['state']})")

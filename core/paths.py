@@ -1,6 +1,6 @@
 """Where things are: the project, the lab's home folder, local files, and whether the Hugging Face Hub answers.
 
-The bottom of core's layers: every other module may import it, it imports none of them.
+Near the bottom of core's layers: every other module may import it; it imports only core.errors.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import os
 import socket
 import time
 from pathlib import Path
+
+from .errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json"}
@@ -58,9 +60,9 @@ def hub_reachable(max_age: float = float("inf"), timeout: float = 1.5) -> bool:
     return _probe[1]
 
 
-def unreachable(field: str, name: str) -> ValueError:
+def unreachable(field: str, name: str) -> ConfigError:
     """The one message for a model (`field` "model") or dataset that is neither here nor reachable."""
     what, hint = (("a local folder or cached", "use minilm-offline or a local folder") if field == "model"
                   else ("a local file or folder", "offline?"))
-    return ValueError(f"{field}: {name!r} is not {what}, and the Hugging Face Hub cannot be reached from this "
-                      f"machine ({hint})")
+    return ConfigError(field, f"{name!r} is not {what}, and the Hugging Face Hub cannot be reached from this "
+                              f"machine ({hint})")

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import PipelineConfig, RunConfig
+from .config import PipelineConfig, Reading, RunConfig
 from .data import load_test_split
-from .evaluation import Predictor, evaluate, one_answer_note, scoring_label, single_label, single_prediction
-from .runs import RunDir, error_line, now, read_json, write_json_atomic
+from .evaluation import Predictor, evaluate, one_answer_note, single_label, single_prediction
+from .runs import STAGES, RunDir, error_line, now, read_json, write_json_atomic
 from .training import train_run
 
 ROW_NAMES = ("source", "target_zero_shot", "target_finetuned", "source_after_target", "target_only_baseline")
@@ -39,7 +39,7 @@ STAGE_ROLES = {"source": "zero-shot: trained on the source only", "target": "fin
                "baseline": "target-only baseline"}
 # 60 short reviews of restaurants, hotels, apps, games, airlines and music, 5 positive and 5 negative per
 # source, written for this project (no other review data is reachable offline): do the models carry beyond
-# the two domains they were trained on? A smoke test, not a benchmark: one review is 1.7 points.
+# the two domains they were trained on? A smoke test, not a benchmark: one review moves it by 1.7 points.
 OTHER_SOURCES = Path(__file__).with_name("other_sources.csv")
 
 
@@ -48,7 +48,7 @@ def stage_configs(pcfg: PipelineConfig, pipeline_id: str) -> dict[str, RunConfig
     base_model = pcfg.source.model
     stages = {"source": pcfg.source.replace(name=f"{pcfg.name or 'pipeline'}: source", init_from=None),
               "target": pcfg.target.replace(name=f"{pcfg.name or 'pipeline'}: target", model=base_model,
-                                            init_from=f"{pipeline_id}.source")}
+                                            init_from=RunDir.for_id(pipeline_id).stage("source").run_id)}
     if pcfg.baseline:
         stages["baseline"] = pcfg.target.replace(name=f"{pcfg.name or 'pipeline'}: target-only baseline",
                                                  model=base_model, init_from=None)
@@ -58,7 +58,7 @@ def stage_configs(pcfg: PipelineConfig, pipeline_id: str) -> dict[str, RunConfig
 def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> dict[str, Any]:
     pipe.path.mkdir(parents=True, exist_ok=True)
     if not pipe.config_path.exists():
-        write_json_atomic(pipe.config_path, {"kind": "pipeline", **pcfg.to_dict()})
+        pipe.write_config("pipeline", pcfg.to_dict())
     pipe.stop_flag.unlink(missing_ok=True)
     pipe.mark_worker()
     status = pipe.status()
@@ -111,13 +111,12 @@ def _stopped(pipe: RunDir, stage: str, wall: float, stages: dict | None = None) 
 # -- stages ------------------------------------------------------------------------------
 def _train_stage(key: str):
     def step(pipe: RunDir, pcfg: PipelineConfig, configs: dict[str, RunConfig], stages: dict) -> Any:
-        run = RunDir.for_id(f"{pipe.run_id}.{key}")
+        run = pipe.stage(key)
         stages[key]["run_id"] = run.run_id
         previous = run.status().get("state")
         resume = previous in ("stopped", "interrupted", "failed", "running", "stopping")
         if not run.config_path.exists():
-            write_json_atomic(run.config_path, {"kind": "train", "parent": pipe.run_id, "stage": key,
-                                                **configs[key].to_dict()})
+            run.write_config("train", configs[key].to_dict(), parent=pipe.run_id, stage=key)
         # A stop request on the pipeline reaches the stage's training loop through the stage's own flag.
         if pipe.stop_requested():
             run.request_stop()
@@ -131,15 +130,13 @@ def _train_stage(key: str):
 def _eval_stage(model_stage: str, data_cfg: str, key: str):
     def step(pipe: RunDir, pcfg: PipelineConfig, configs: dict[str, RunConfig], stages: dict) -> Any:
         cfg = pcfg.source if data_cfg == "source" else pcfg.target
-        run = RunDir.for_id(f"{pipe.run_id}.{model_stage}")
+        run = pipe.stage(model_stage)
         test = load_test_split(cfg)
         if test is None:
             raise ValueError(f"dataset: {cfg.dataset} has no {cfg.eval_split!r} split to evaluate on")
         # The same tokenization as the dataset's own rows elsewhere in the table, so rows compare.
-        predictor = Predictor.from_run(run.run_id, max_length=cfg.inference_max_length, truncation=cfg.truncation,
-                                       head_fraction=cfg.head_fraction, windows=cfg.eval_windows,
-                                       confidence=cfg.eval_confidence,
-                                       batch_size=cfg.eval_batch_size, precision=cfg.precision)
+        predictor = Predictor.from_run(run.run_id, reading=cfg.reading, batch_size=cfg.eval_batch_size,
+                                       precision=cfg.precision)
         pipe.update_status(phase=f"evaluating {run.run_id} on {test.source}")
         m = evaluate(predictor, test, run, name=key)
         pipe.log(f"{key}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']} ({m['seconds']:.0f}s)")
@@ -190,7 +187,7 @@ def current_results(pipe: RunDir) -> dict[str, Any]:
 def gather_results(pipe: RunDir, wall_s: float | None = None) -> dict[str, Any]:
     """The comparison table, read from the stage folders."""
     rid = pipe.run_id
-    src, tgt, base = RunDir.for_id(f"{rid}.source"), RunDir.for_id(f"{rid}.target"), RunDir.for_id(f"{rid}.baseline")
+    src, tgt, base = (pipe.stage(name) for name in STAGES)
     sources = {
         "source": (src, _test_eval(src)),
         "target_zero_shot": (src, src.evals().get("target_zero_shot")),
@@ -218,7 +215,8 @@ def scored_as(metrics: dict[str, Any]) -> str:
     if not metrics.get("max_length"):
         return ""
     confidence = metrics.get("confidence") or 1.0
-    label = scoring_label(metrics["max_length"], metrics.get("truncation", ""), metrics.get("windows") or 1, confidence)
+    label = Reading(max_length=metrics["max_length"], truncation=metrics.get("truncation") or "head_tail",
+                    windows=metrics.get("windows") or 1, confidence=confidence).label()
     if confidence < 1.0 and metrics.get("windows_read"):  # how much of the reading the threshold saved
         label += f" ({metrics['windows_read']:.2f} read per review)"
     return label
@@ -300,8 +298,8 @@ def flipped_predictions(pipe: RunDir):
     import pandas as pd
 
     rid = pipe.run_id
-    zs = RunDir.for_id(f"{rid}.source").evals_dir / "target_zero_shot" / "predictions.csv"
-    tgt = _test_eval(RunDir.for_id(f"{rid}.target"))
+    zs = pipe.stage("source").evals_dir / "target_zero_shot" / "predictions.csv"
+    tgt = _test_eval(pipe.stage("target"))
     if not zs.exists() or not tgt or not Path(tgt.get("predictions", "")).exists():
         return pd.DataFrame()
     a = pd.read_csv(zs)
@@ -326,7 +324,7 @@ def other_sources_scores(pipe: RunDir, predictor_for=Predictor.from_run, path: s
     sources = examples.groups  # its `source` column
     out = []
     for stage, role in STAGE_ROLES.items():
-        run = RunDir.for_id(f"{pipe.run_id}.{stage}")
+        run = pipe.stage(stage)
         if not run.has_model():
             continue
         probs = predictor_for(run.run_id).predict_proba(examples.texts)

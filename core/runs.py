@@ -1,7 +1,8 @@
 """Run folders: the one source of truth for a run. The worker writes them, everyone else reads.
 
     artifacts/runs/<run_id>/
-        config.json      RunConfig (PipelineConfig for kind=pipeline, EvalConfig for kind=eval)
+        config.json      the settings alone: RunConfig (PipelineConfig for a pipeline, EvalConfig for an evaluation)
+        run.json         what the folder is: kind (train, pipeline, eval), and a stage's parent and stage name
         status.json      state, progress, pid/host, error   (rewritten atomically)
         metrics.jsonl    one Trainer log entry per line      (appended as it happens)
         evals/<name>/    metrics.json + predictions.csv per evaluation
@@ -29,6 +30,8 @@ from .paths import runs_root
 ACTIVE_STATES = ("queued", "running", "stopping")
 TERMINAL_STATES = ("stopped", "completed", "failed", "interrupted", "cancelled")
 STATES = ACTIVE_STATES + TERMINAL_STATES
+STAGES = ("source", "target", "baseline")  # a pipeline's training stages, each a run folder <pipeline id>.<stage>
+JOB_KEYS = ("kind", "parent", "stage")  # run.json's; folders written before it kept them in config.json
 
 
 def now() -> float:
@@ -94,6 +97,41 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------
+class Terminal:
+    """Where a command run in the foreground shows work moving, on its stderr: every run's log lines as they are
+    written, a progress bar for training and scoring where stderr is a terminal, and elsewhere (a pipe, a CI log)
+    what is being done now, every `every` seconds. Off (a background worker, the app, `--quiet`) until `start`."""
+
+    stream: Any = None
+    doing = ""  # "p1.source: step 120/394 (epoch 0.30)", "scoring 1,200 of 2,000 windows": what the heartbeat says
+    every = 30.0
+
+    @classmethod
+    def start(cls, stream: Any, every: float | None = None) -> None:
+        import threading
+
+        cls.stream, cls.every = stream, every or float(os.environ.get("SENTIMENT_LAB_PROGRESS_EVERY", 30))
+        if not cls.bars():
+            threading.Thread(target=cls._heartbeat, daemon=True, name="progress").start()
+
+    @classmethod
+    def bars(cls) -> bool:
+        """Progress bars (tqdm) only on a terminal: in a file they are lines of carriage returns."""
+        return cls.stream is not None and cls.stream.isatty()
+
+    @classmethod
+    def say(cls, line: str) -> None:
+        if cls.stream is not None:
+            print(line, file=cls.stream, flush=True)
+
+    @classmethod
+    def _heartbeat(cls) -> None:
+        while True:
+            time.sleep(cls.every)
+            if cls.doing:
+                cls.say(f"[{time.strftime('%H:%M:%S')}] {cls.doing}")
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -127,6 +165,7 @@ class RunDir:
         return self.path.name
 
     config_path = property(lambda self: self.path / "config.json")
+    job_path = property(lambda self: self.path / "run.json")
     status_path = property(lambda self: self.path / "status.json")
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     log_path = property(lambda self: self.path / "log.txt")
@@ -152,12 +191,30 @@ class RunDir:
     def mark_worker(self) -> None:
         self.update_status(pid=os.getpid(), host=socket.gethostname(), pgid=_pgid(), worker_started_at=now())
 
+    def stage(self, name: str) -> "RunDir":
+        """A pipeline's stage folder: `<pipeline id>.<name>` beside it."""
+        return RunDir(self.path.with_name(f"{self.run_id}.{name}"))
+
     # -- config / metrics / evals ------------------------------------------------------------
+    def write_config(self, kind: str, settings: dict[str, Any], parent: str | None = None,
+                     stage: str | None = None) -> None:
+        """config.json holds the settings alone (a file `--config` takes as it is); run.json what the folder is."""
+        write_json_atomic(self.config_path, settings)
+        write_json_atomic(self.job_path, {"kind": kind, "parent": parent, "stage": stage})
+
+    def job(self) -> dict[str, Any]:
+        """kind (train, pipeline or eval), parent (a stage's pipeline) and stage (its name), or None for each."""
+        data = read_json(self.job_path)
+        if not isinstance(data, dict):
+            data = read_json(self.config_path, {}) or {}
+        return {"kind": data.get("kind") or "train", "parent": data.get("parent"), "stage": data.get("stage")}
+
     def config(self) -> dict[str, Any]:
+        """The settings of config.json (as its dataclass's from_dict takes them)."""
         data = read_json(self.config_path)
         if not isinstance(data, dict):
             raise ValueError(f"config: {self.config_path} is missing or not valid JSON")
-        return data
+        return {k: v for k, v in data.items() if k not in JOB_KEYS}
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
@@ -186,10 +243,13 @@ class RunDir:
         return self.stop_flag.exists()
 
     def log(self, message: str) -> None:
-        """A timestamped line in log.txt (the worker's stdout also lands there)."""
+        """A timestamped line in log.txt (the worker's stdout also lands there), and on a foreground command's
+        terminal (`Terminal`)."""
         self.path.mkdir(parents=True, exist_ok=True)
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
         with open(self.log_path, "a", encoding="utf-8") as fh:
-            fh.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
+            fh.write(line + "\n")
+        Terminal.say(f"{line[:11]}{self.run_id}: {message}")
 
     def fail(self, exc: BaseException) -> dict[str, Any]:
         """The worker's last word on an error: the traceback in log.txt, its first line in status.json."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
+from core.config import field_kind
 from core.evaluation import Predictor
 from core.runs import ACTIVE_STATES, RunDir, headline
 
@@ -198,3 +200,41 @@ def word_effects_html(effects: list[tuple[str, float]], scale: float) -> str:
 def show_error(exc: Exception) -> None:
     """Bad input is a message in the page, never a stack trace."""
     st.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, icon="⚠️")
+
+
+def setting_widgets(cls: type, base: Any, group: str, errors: dict[str, str], key_prefix: str = "train_",
+                    columns: int = 4) -> dict[str, Any]:
+    """A widget for each field of the settings dataclass `cls` in `group`, built from the field's type and metadata
+    (label, help, choices, format, what an empty value means), starting from `base`'s values; a field's error from
+    the last launch is shown under it. Returns the values as the dataclass takes them (0 or "" for an optional
+    field: None)."""
+    fields = [f for f in dataclasses.fields(cls) if f.metadata.get("group", "more") == group]
+    cells = st.columns(columns)
+    values: dict[str, Any] = {}
+    for i, f in enumerate(fields):
+        meta, tp_optional, cell = f.metadata, field_kind(cls, f), cells[i % columns]
+        tp, optional = tp_optional
+        label = meta.get("label") or f.name.replace("_", " ").capitalize()
+        if optional and meta.get("empty") and tp in (int, float):
+            label += f" (0 = {meta['empty']})"
+        current, key, help_ = getattr(base, f.name), key_prefix + f.name, meta.get("help")
+        if tp is bool:
+            value = cell.checkbox(label, value=bool(current), key=key, help=help_)
+        elif "choices" in meta:
+            options = list(meta["choices"])
+            value = cell.selectbox(label, options, index=options.index(current) if current in options else 0, key=key,
+                                   help=help_)
+        elif tp in (int, float):
+            number = cell.number_input(label, value=tp(current or 0), step=tp(meta.get("step", 1 if tp is int else 0.05)),
+                                       format=meta.get("format"), key=key, help=help_)
+            value = None if optional and number == 0 else tp(number)
+        elif tp is list:
+            text = cell.text_input(label, value=",".join(current), key=key, help=help_)
+            value = [v.strip() for v in text.split(",") if v.strip()]
+        else:
+            text = cell.text_input(label, value=current or "", key=key, help=help_).strip()
+            value = None if optional and not text else text
+        if f.name in errors:
+            cell.error(errors[f.name], icon="⚠️")
+        values[f.name] = value
+    return values

@@ -94,7 +94,7 @@ def details(run_id: str) -> None:
     progress(status, state)
     stage = status.get("stage")
     if stage and state in ACTIVE_STATES:  # a pipeline: the progress of the stage it is in
-        child = RunDir.for_id(f"{run_id}.{stage}")
+        child = RunDir.for_id(run_id).stage(stage)
         child_status = child.status()
         if child_status:
             st.caption(f"Stage {stage}: {child.run_id}")
@@ -267,7 +267,7 @@ def live_view() -> None:
     for run in runs:
         frames[run.run_id] = metrics_frame(run)
         for stage in ("source", "target", "baseline"):  # a pipeline's curves are its stages' curves
-            child = RunDir.for_id(f"{run.run_id}.{stage}")
+            child = run.stage(stage)
             if child.path.exists():
                 frames[child.run_id] = metrics_frame(child)
     frames = {k: v for k, v in frames.items() if not v.empty}

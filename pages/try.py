@@ -4,9 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from core.data import read_table_bytes, skipped_note, text_columns
-from core.evaluation import MAX_EXPLAINED_WORDS, check_review, saved_reading, scoring_label
+from core.config import Reading
+from core.evaluation import MAX_EXPLAINED_WORDS, check_review
 from core.pipeline import STAGE_ROLES, load_results
-from core.runs import RunDir
+from core.runs import STAGES, RunDir
 from pages.common import (models_available, predictor_for, runs_table, show_error, through_router,
                           word_effects_html)
 
@@ -24,9 +25,9 @@ def pipeline_models() -> list[str]:
     baseline where it trained one: the comparison table's three models, on the user's own review."""
     for r in rows:
         if r["kind"] == "pipeline" and load_results(RunDir.for_id(r["id"])):
-            pair = [f"{r['id']}.source", f"{r['id']}.target"]
-            if all(p in models for p in pair):
-                return pair + [f"{r['id']}.baseline"] * (f"{r['id']}.baseline" in models)
+            source, target, baseline = (RunDir.for_id(r["id"]).stage(s).run_id for s in STAGES)
+            if source in models and target in models:
+                return [source, target] + [baseline] * (baseline in models)
     return []
 
 
@@ -51,7 +52,7 @@ chosen = st.multiselect("Models", models, default=pipeline_models() or models[:1
 # reviews, so "as <id>.target reads" puts the two side by side exactly as the table compared them.
 read_as = OWN
 if len(chosen) > 1:
-    readings = {run_id: scoring_label(**saved_reading(RunDir.for_id(run_id).model_dir)) for run_id in chosen}
+    readings = {run_id: Reading.load(RunDir.for_id(run_id).model_dir).label() for run_id in chosen}
     stage2 = [r for r in chosen if r.endswith(".target") and r.removesuffix(".target") + ".source" in chosen]
     options = [OWN, *chosen]
     read_as = st.selectbox("Read the review", options, index=options.index(stage2[0]) if stage2 else 0,
@@ -62,7 +63,7 @@ if len(chosen) > 1:
 
 def predictor(run_id: str):
     own = predictor_for(run_id)
-    return own if read_as in (OWN, run_id) else own.reading_as(**predictor_for(read_as).reading)
+    return own if read_as in (OWN, run_id) else own.reading_as(predictor_for(read_as).reading)
 
 
 def answer(run_id: str, text: str, explain: bool):

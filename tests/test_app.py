@@ -163,7 +163,7 @@ def test_try_page_reports_a_deleted_model(finished_run):
 
 def test_train_form_shows_a_bad_value_and_launches_nothing():
     at = app("pages/train.py")
-    at.number_input(key="train_lr").set_value(-0.001)
+    at.number_input(key="train_learning_rate").set_value(-0.001)
     at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
     assert not at.exception
     assert any("learning_rate: must be > 0" in e.value for e in at.error)
@@ -182,8 +182,8 @@ def test_train_forms_more_settings_reach_the_run(lab_home):
     at = app("pages/train.py")
     launch = "FormSubmitter:train_form-🚀 Launch"
     at.radio(key="train_mode").set_value("One run")
-    at.number_input(key="train_n").set_value(1000)
-    at.number_input(key="train_per_class").set_value(300)
+    at.number_input(key="train_max_train_samples").set_value(1000)
+    at.number_input(key="train_samples_per_class").set_value(300)
     at.button(key=launch).click().run()
     assert not at.exception and jobs.list_runs() == []
     assert any("samples_per_class: set either max_train_samples or samples_per_class, not both" in e.value
@@ -193,14 +193,14 @@ def test_train_forms_more_settings_reach_the_run(lab_home):
     with open(lab_home / "queue.lock", "w") as lock:  # held: the run stays queued, no worker trains it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
-            at.number_input(key="train_n").set_value(0)
+            at.number_input(key="train_max_train_samples").set_value(0)
             at.number_input(key="train_eval_steps").set_value(50)
-            at.number_input(key="train_test_rows").set_value(400)
-            at.number_input(key="train_validation").set_value(200.0)
+            at.number_input(key="train_max_eval_samples").set_value(400)
+            at.number_input(key="train_validation_size").set_value(200.0)
             at.number_input(key="train_freeze_layers").set_value(2)
-            at.checkbox(key="train_compile").check()
+            at.checkbox(key="train_torch_compile").check()
             at.text_input(key="train_name").input("balanced 300")
-            at.checkbox(key="train_keep_ckpt").check()
+            at.checkbox(key="train_keep_checkpoints").check()
             at.button(key=launch).click().run()
             assert not at.exception and not at.error, [e.value for e in at.error]
             (queued,) = jobs.list_runs()
@@ -259,12 +259,12 @@ def test_fine_tune_further_from_the_runs_page_link(finished_run, tmp_path):
     at.switch_page("pages/train.py").run()
     assert at.selectbox(key="train_init_from").value == finished_run.run_id  # preselected from the link
     assert at.radio(key="train_mode").value == "One run"  # and the preset's target stage: IMDB, 64 tokens
-    assert at.text_input(key="train_dataset").value.endswith("imdb") and at.number_input(key="train_len").value == 64
+    assert at.text_input(key="train_dataset").value.endswith("imdb") and at.number_input(key="train_max_length").value == 64
     at.text_input(key="train_dataset").input(str(more))
     at.text_input(key="train_text_fields").input("title,content")
-    at.number_input(key="train_len").set_value(32)
-    at.number_input(key="train_eval_len").set_value(32)
-    at.number_input(key="train_windows").set_value(1)
+    at.number_input(key="train_max_length").set_value(32)
+    at.number_input(key="train_eval_max_length").set_value(32)
+    at.number_input(key="train_eval_windows").set_value(1)
     at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     launched = [r for r in jobs.list_runs() if r["id"] != finished_run.run_id]
@@ -282,7 +282,7 @@ def test_train_form_carries_the_presets_target_scoring_and_checks_it():
     assert at.number_input(key="train_target_eval_len").value == 112
     assert at.number_input(key="train_target_confidence").value == 0.85
     # The source stage reads 16 tokens, half of them from the start (where an Amazon review's title is).
-    assert at.number_input(key="train_len").value == 16 and at.number_input(key="train_head").value == 0.5
+    assert at.number_input(key="train_max_length").value == 16 and at.number_input(key="train_head_fraction").value == 0.5
     at.number_input(key="train_target_windows").set_value(0)
     at.button(key="FormSubmitter:train_form-🚀 Launch").click().run()
     assert not at.exception
@@ -341,7 +341,7 @@ def test_try_page_shows_which_words_moved_each_model(finished_pipeline):
     at.text_area(key="try_text").input("A <b>slow</b> start, but a wonderful film.")
     at.button(key="try_go").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
-    shaded = [m.value for m in at.markdown if m.value.startswith('<div style="line-height')]
+    shaded = [m.value for m in at.markdown if m.value.startswith('<div class="word-effects"')]
     assert len(shaded) == 3  # one per model, side by side
     assert all(v.count("<span title=") == 7 for v in shaded)  # one span per word
     assert "&lt;b&gt;slow&lt;/b&gt;" in shaded[0] and "<b>" not in shaded[0]  # user text is escaped, never HTML

@@ -254,3 +254,46 @@ def test_a_page_reopened_after_a_restart_comes_with_the_router(tmp_path, browser
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_readme_screenshots_of_the_transfer_table_and_the_curves(tmp_path, monkeypatch, browser, reviews_dir,
+                                                                 tiny_model):
+    """The README's two pictures, taken the way a user sees the pages: the Transfer page of a finished pipeline
+    and a stage's curves on the Runs page. With SENTIMENT_LAB_SCREENSHOTS=LAB_HOME they show that lab's newest
+    pipeline (a real one: `bench/accuracy.py --keep DIR`); otherwise a tiny pipeline trained here."""
+    from conftest import tiny_pipeline
+    from core.pipeline import run_pipeline
+    from core.runs import RunDir
+
+    site = tmp_path / "site"
+    home = site / "artifacts"
+    site.mkdir()
+    if os.environ.get("SENTIMENT_LAB_SCREENSHOTS"):
+        home.symlink_to(Path(os.environ["SENTIMENT_LAB_SCREENSHOTS"]).resolve())
+    else:
+        monkeypatch.setenv("SENTIMENT_LAB_HOME", str(home))
+        assert run_pipeline(tiny_pipeline(tmp_path, reviews_dir, tiny_model), RunDir.for_id("readme"))["state"] == "completed"
+    pipeline = sorted(p.name for p in (home / "runs").iterdir() if (p / "results.json").exists())[-1]
+    proc, url = start_server(site)
+    try:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = ctx.new_page()
+        page.goto(f"{url}/transfer?pipeline={pipeline}")
+        settle(page)
+        page.get_by_text("Target-only baseline").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)  # the table is drawn on a canvas
+        no_exception(page)
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "readme-transfer.png"))
+        page.goto(f"{url}/runs?run={pipeline}.source")
+        settle(page)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length > 0", timeout=60_000)
+        page.wait_for_timeout(1500)
+        no_exception(page)
+        assert loss_points(page) > 0
+        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "readme-curves.png"))
+        ctx.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

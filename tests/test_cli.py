@@ -1,10 +1,11 @@
 """The command line as a user runs it: subprocesses, exit codes, one-line errors, JSON output."""
 
 import json
+import re
 
 import pytest
 
-from conftest import run_cli, tiny_config
+from conftest import ROOT, run_cli, tiny_config
 
 COMMANDS = ["train", "eval", "predict", "pipeline", "runs", "launch", "stop", "resume", "logs", "presets", "results"]
 
@@ -21,14 +22,17 @@ def test_set_help_names_every_field_it_takes(command):
 
     from core.config import RunConfig
 
-    help_text = " ".join(run_cli(command, "--help").stdout.split())  # argparse wraps the epilog
-    assert all(f"{f.name}," in help_text or f"{f.name}." in help_text for f in dataclasses.fields(RunConfig))
+    help_text = run_cli(command, "--help").stdout
+    for f in dataclasses.fields(RunConfig):  # each field once, with its help from the schema
+        assert help_text.count(f"\n  {f.name} (default: ") == 1, f.name
+        assert " ".join(f.metadata["help"].split()[:4]) in " ".join(help_text.split()), f.name
 
 
 def test_the_top_level_help_lists_the_users_commands_only():
     out = run_cli("--help")
     assert out.returncode == 0
-    assert all(f"    {c} " in out.stdout for c in COMMANDS + ["compare", "delete"])
+    listed = [line.split()[0] for line in out.stdout.splitlines() if line.startswith("    ") and line.split()]
+    assert all(listed.count(c) == 1 for c in COMMANDS + ["compare", "delete"])  # each listed once
     assert "_dispatch" not in out.stdout and "_train_rank" not in out.stdout  # the job system's own commands
     typo = run_cli("result")
     assert typo.returncode == 2 and "invalid choice: 'result' (choose from 'train', " in typo.stderr
@@ -191,3 +195,55 @@ def test_a_presets_every_field_prints_as_a_config_file_the_commands_take(tmp_pat
     assert load_config_file(str(tmp_path / "mine.json")).to_dict() == load_preset("offline-quick").to_dict()
     unknown = run_cli("presets", "nope")
     assert unknown.returncode == 2 and unknown.stderr.strip().startswith("error: preset: unknown preset 'nope'")
+
+
+def test_a_foreground_pipeline_shows_its_stages_moving_on_stderr(tmp_path, reviews_dir, tiny_model):
+    """Piped (not a terminal): each stage's start and figure as log lines, and what is being done now every
+    SENTIMENT_LAB_PROGRESS_EVERY seconds (30 by default); stdout stays one JSON object; --quiet says nothing."""
+    from conftest import tiny_pipeline
+
+    config = tmp_path / "pipeline.json"
+    config.write_text(json.dumps(tiny_pipeline(tmp_path, reviews_dir, tiny_model, epochs=3).to_dict()))
+    out = run_cli("pipeline", "--config", str(config), "--json", "--run-id", "loud",
+                  env={"SENTIMENT_LAB_PROGRESS_EVERY": "0.2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["state"] == "completed"
+    for stage in ("source", "target", "baseline"):
+        assert f"loud: stage {stage}: started" in out.stderr
+        assert re.search(rf"loud: stage {stage}: completed \(accuracy 0\.\d{{4}}\)", out.stderr)
+    assert re.search(r"\] loud\.source: step \d+/\d+ \(epoch", out.stderr)  # the heartbeat
+    assert "%|" not in out.stderr  # no progress bar in a pipe
+    quiet = run_cli("pipeline", "--config", str(config), "--json", "--quiet", "--run-id", "hush")
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["state"] == "completed"
+    assert not re.search(r"^\[\d\d:\d\d:\d\d\] ", quiet.stderr, re.M)  # no log line, no heartbeat
+
+
+def test_a_foreground_run_on_a_terminal_gets_a_progress_bar(tmp_path, reviews_dir, tiny_model):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(tiny_config(tiny_model, reviews_dir, epochs=2).to_dict()))
+    primary, secondary = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a terminal 120 columns wide
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", "--config", str(config), "--run-id", "tty"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=secondary, env=dict(os.environ))
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the command closed the terminal: it has ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=300) == 0
+    text = seen.decode("utf-8", "replace")
+    assert "%|" in text and "tty: data: train" in text  # the Trainer's bar, and the run's log lines

@@ -80,3 +80,45 @@ def test_eval_config_round_trips_and_names_a_bad_field(field, value, message):
     with pytest.raises(ValueError) as err:
         EvalConfig.from_dict({**cfg.to_dict(), field: value})
     assert str(err.value).startswith(message)
+
+
+def test_every_field_has_help_and_a_new_field_reaches_help_and_the_form():
+    """One schema: a field added to RunConfig (here to a subclass) shows in `--help`'s text and in the Train form
+    with no other edit."""
+    import dataclasses
+
+    from streamlit.testing.v1 import AppTest
+
+    from core.config import settings_help, setting
+
+    assert all(f.metadata.get("help") for f in dataclasses.fields(RunConfig))
+    extended = dataclasses.make_dataclass("Extended", [("label_smoothing", float, setting(
+        0.0, label="Label smoothing", help="Soften the one-hot targets by this much."))], bases=(RunConfig,))
+    text = settings_help(extended)
+    assert "label_smoothing (default: 0.0)" in text and "Soften the one-hot targets" in text
+    assert all(f"  {f.name} (default:" in text for f in dataclasses.fields(RunConfig))
+
+    def form():
+        import dataclasses
+
+        import streamlit as st
+
+        from core.config import GROUPS, RunConfig, setting
+        from pages.common import setting_widgets
+
+        extended = dataclasses.make_dataclass("Extended", [("label_smoothing", float, setting(
+            0.0, label="Label smoothing", help="Soften the one-hot targets by this much."))], bases=(RunConfig,))
+        values = {}
+        for group in GROUPS:
+            if group != "custom":
+                values.update(setting_widgets(extended, extended(), group, {}))
+        st.session_state["values"] = values
+
+    at = AppTest.from_function(form, default_timeout=60).run()
+    assert not at.exception
+    assert at.number_input(key="train_label_smoothing").label == "Label smoothing"
+    values = at.session_state["values"]
+    assert values["label_smoothing"] == 0.0 and values["max_train_samples"] is None and values["precision"] == "auto"
+    shown = {w.key for kind in (at.number_input, at.selectbox, at.checkbox, at.text_input) for w in kind}
+    expected = {f"train_{f.name}" for f in dataclasses.fields(extended) if f.metadata.get("group") != "custom"}
+    assert shown == expected  # every field once, the custom ones (model, data) left to the page's own widgets

@@ -182,7 +182,7 @@ def test_an_eval_job_scores_a_finished_run_on_other_data_in_the_background(revie
     job = RunDir.for_id(json.loads(out.stdout)["run_id"])
     assert "-eval-" in job.run_id
     config = json.loads(job.config_path.read_text())
-    assert config["kind"] == "eval" and config["run"] == model_run.run_id  # the prefix was resolved
+    assert job.job()["kind"] == "eval" and config["run"] == model_run.run_id  # the prefix was resolved
     status = jobs.wait(job.run_id, timeout=180)
     assert status["state"] == "completed", status.get("error")
     assert status["pid"] != os.getpid()
@@ -257,7 +257,7 @@ def test_delete_refuses_what_another_job_still_needs(reviews_dir, tiny_model, tm
 
     pipeline_id = "20260101-000000-pipeline-bbbbbb"
     stage = jobs.create_run("train", tiny_config(tiny_model, reviews_dir), run_id=f"{pipeline_id}.source")
-    write_json_atomic(stage.config_path, {**json.loads(stage.config_path.read_text()), "parent": pipeline_id})
+    stage.write_config("train", stage.config(), parent=pipeline_id, stage="source")
     with pytest.raises(ValueError, match=rf"is a stage of {pipeline_id}, .*; delete the pipeline"):
         jobs.delete(stage.run_id)  # a pipeline's table and resume read its stages' folders
     assert stage.path.exists()

@@ -30,7 +30,8 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     t_cfg = json.loads(RunDir.for_id("p1.target").config_path.read_text())
     b_cfg = json.loads(RunDir.for_id("p1.baseline").config_path.read_text())
     assert t_cfg["init_from"] == "p1.source" and b_cfg["init_from"] is None
-    assert t_cfg["parent"] == "p1" and b_cfg["epochs"] == t_cfg["epochs"] == 2
+    assert RunDir.for_id("p1.target").job() == {"kind": "train", "parent": "p1", "stage": "target"}
+    assert "parent" not in t_cfg and b_cfg["epochs"] == t_cfg["epochs"] == 2  # config.json: the settings alone
     assert "Target-only baseline" in (pipe.path / "results.md").read_text()
     # One job with its stages: `runs` lists the pipeline, then its stages in the order they ran.
     from core.jobs import list_runs

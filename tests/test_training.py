@@ -102,7 +102,8 @@ def test_windowed_scoring_averages_the_windows_and_travels_with_the_model(review
     import numpy as np
     import torch
 
-    from core.evaluation import INFERENCE_FILE, Predictor
+    from core.config import INFERENCE_FILE
+    from core.evaluation import Predictor
 
     long = " ".join(["a dull start", "but a wonderful middle"] * 40 + ["and an awful end"] * 20)
     predictor = Predictor.from_folder(tiny_model, max_length=24, windows=3, precision="fp32")
@@ -117,7 +118,7 @@ def test_windowed_scoring_averages_the_windows_and_travels_with_the_model(review
     status = train_run(tiny_config(tiny_model, reviews_dir, eval_windows=2), run)
     assert json.loads((run.model_dir / INFERENCE_FILE).read_text())["windows"] == 2
     assert next(iter(run.evals().values()))["windows"] == 2 and status["state"] == "completed"
-    assert Predictor.from_run("t-windows").windows == 2  # the Try page and `predict` score the same way
+    assert Predictor.from_run("t-windows").reading.windows == 2  # the Try page and `predict` score the same way
 
 
 def test_reading_stops_at_the_first_window_that_makes_the_model_sure(tiny_model):
@@ -157,9 +158,9 @@ def test_reading_as_another_model_shares_the_weights_and_leaves_the_original_alo
 
     own = Predictor.from_folder(tiny_model, max_length=32, truncation="head")
     other = Predictor.from_folder(tiny_model, max_length=24, windows=3, confidence=0.9)
-    borrowed = own.reading_as(**other.reading)
+    borrowed = own.reading_as(other.reading)
     assert borrowed.model is own.model and borrowed.scoring == other.scoring == "24 tokens x up to 3 windows, stop at p 0.9"
-    assert own.scoring == "32 tokens head" and own.windows == 1  # the cached original is not mutated
+    assert own.scoring == "32 tokens head" and own.reading.windows == 1  # the cached original is not mutated
     long = " ".join(["a dull start", "but a wonderful middle"] * 40)
     assert np.allclose(borrowed.predict_proba([long]), other.predict_proba([long]), atol=1e-6)
     with pytest.raises(ValueError, match="windows: must be between 1 and 32"):
