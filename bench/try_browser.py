@@ -1,5 +1,5 @@
-"""The Try page in headless Chromium: milliseconds from the Classify click until every chosen model's answer
-and its word effects are on the screen, models already loaded. Prints one JSON object.
+"""The Try page in headless Chromium: milliseconds from the Classify click until every chosen model's answer is
+on the screen, and until their word effects are, models already loaded. Prints one JSON object.
 
     python bench/try_browser.py --home LAB_HOME [--clicks 10]
 
@@ -46,12 +46,16 @@ def serve(home: str) -> tuple[subprocess.Popen, str]:
     raise SystemExit("error: streamlit did not start")
 
 
-def click_to_answer(page, url: str, explain: bool) -> tuple[float, int]:
-    """One click on a freshly opened Try page; returns the milliseconds and how many models answered."""
+def click(page, url: str, explain: bool) -> tuple[float, float | None, int]:
+    """One click on a freshly opened Try page: milliseconds until every chosen model's answer is on the screen,
+    and (with `explain`) until their word effects are too; and how many models answered."""
     page.goto(url + "/try")
     page.get_by_role("button", name="Classify", exact=True).wait_for(timeout=60_000)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=60_000)
-    models = page.locator('[data-testid="stMultiSelect"] [data-baseweb="tag"]').count()
+    chosen = page.locator('[data-testid="stMultiSelect"]').first.inner_text().splitlines()[1:]  # under its label
+    models = len([line for line in chosen if line.strip()])
+    if not models:
+        raise SystemExit("error: the Try page offers no model: train one first")
     page.locator("textarea").first.fill(TRY_REVIEW)
     if explain:
         page.get_by_text("Which words moved each model").click()
@@ -60,10 +64,18 @@ def click_to_answer(page, url: str, explain: bool) -> tuple[float, int]:
     page.get_by_role("button", name="Classify", exact=True).click()
     page.wait_for_function(f"() => document.querySelectorAll('[data-testid=\"stMetric\"]').length >= {models}",
                            timeout=60_000, polling="raf")
-    if explain:
-        page.wait_for_function(f"() => document.querySelectorAll('.word-effects').length >= {models}",
-                               timeout=60_000, polling="raf")
-    return (time.perf_counter() - t0) * 1000, models
+    answered = (time.perf_counter() - t0) * 1000
+    if not explain:
+        return answered, None, models
+    page.wait_for_function(f"() => document.querySelectorAll('.word-effects').length >= {models}",
+                           timeout=60_000, polling="raf")
+    return answered, (time.perf_counter() - t0) * 1000, models
+
+
+def summary(ms: list[float]) -> dict:
+    ms = sorted(ms)
+    return {"median_ms": round(statistics.median(ms), 1), "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
+            "max_ms": round(ms[-1], 1)}
 
 
 def main() -> int:
@@ -80,12 +92,11 @@ def main() -> int:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for explain in (False, True):
-                click_to_answer(page, url, explain)  # loads the models into the app's cache
-                ms, models = zip(*(click_to_answer(page, url, explain) for _ in range(args.clicks)))
-                ms = sorted(ms)
+                click(page, url, explain)  # loads the models into the app's cache
+                answered, shaded, models = zip(*(click(page, url, explain) for _ in range(args.clicks)))
                 out["with_word_effects" if explain else "answer_only"] = {
-                    "models": models[0], "median_ms": round(statistics.median(ms), 1),
-                    "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1), "max_ms": round(ms[-1], 1)}
+                    "models": models[0], "answers": summary(answered),
+                    **({"word_effects": summary(shaded)} if explain else {})}
             browser.close()
     finally:
         proc.terminate()

@@ -66,53 +66,62 @@ def predictor(run_id: str):
     return own if read_as in (OWN, run_id) else own.reading_as(predictor_for(read_as).reading)
 
 
-def answer(run_id: str, text: str, explain: bool):
-    """One model's answer to the review, and (with `explain`) its word effects or why there are none; or the
-    ValueError that kept the model from answering."""
+def answer(run_id: str, text: str):
+    """One model and its answer to the review, or the ValueError that kept the model from answering."""
     try:
         model = predictor(run_id)
-        result = model.predict([text])[0]
+        return model, model.predict([text])[0]
     except ValueError as exc:
         return exc
-    effects = None
-    if explain:
-        try:
-            effects = model.word_effects(text)
-        except ValueError as exc:  # a review too long to explain still gets its answer
-            effects = exc
-    return model, result, effects
 
 
-text = st.text_area("Review", height=140, key="try_text",
-                    placeholder="The plot dragged, but the last half hour was wonderful.")
-explain = st.checkbox("Which words moved each model", key="try_explain",
-                      help=f"Each word left out in turn, the review scored again: green words pushed towards positive, "
-                           f"red towards negative (hover for the change in P(positive)). Up to {MAX_EXPLAINED_WORDS} "
-                           "words; one pass per word, so it takes a moment.")
+def effects_of(model, text: str):
+    """The model's word effects, or why there are none (a review too long to explain still has its answer)."""
+    try:
+        return model.word_effects(text)
+    except ValueError as exc:
+        return exc
 
-if st.button("Classify", type="primary", key="try_go"):
+
+# A form: typing the review does not rerun the page, and the click sends the text with it (one run, not two).
+with st.form("try_form", border=False):
+    text = st.text_area("Review", height=140, key="try_text",
+                        placeholder="The plot dragged, but the last half hour was wonderful.")
+    explain = st.checkbox("Which words moved each model", key="try_explain",
+                          help=f"Each word left out in turn, the review scored again: green words pushed towards "
+                               f"positive, red towards negative (hover for the change in P(positive)). Up to "
+                               f"{MAX_EXPLAINED_WORDS} words; one pass per word, so it takes a moment.")
+    classify = st.form_submit_button("Classify", type="primary", key="try_go")
+
+if classify:
     try:
         check_review(text)
         if not chosen:
             raise ValueError("models: pick at least one model")
-        answers = {run_id: answer(run_id, text, explain) for run_id in chosen}
-        # One colour scale for every model's words, so the shades compare across the columns.
-        scale = max((abs(e) for a in answers.values() if isinstance(a, tuple) and isinstance(a[2], list)
-                     for _, e in a[2]), default=0.0)
+        answers = {run_id: answer(run_id, text) for run_id in chosen}
+        # Every answer is on the page before any word effect is computed (one pass per word: the slow part).
+        shaded = {}
         for col, run_id in zip(st.columns(len(chosen)), chosen):
             with col:
                 if isinstance(answers[run_id], Exception):
                     show_error(answers[run_id])
                     continue
-                model, result, effects = answers[run_id]
+                model, result = answers[run_id]
                 st.markdown(f"**{model_role(run_id).capitalize()}**")
                 st.caption(f"{run_id} · {model.scoring}")
                 st.metric(result["label"], f"{result['probability']:.1%}")
                 st.progress(result["p_positive"], text=f"P(positive) = {result['p_positive']:.3f}")
-                if isinstance(effects, Exception):
-                    show_error(effects)
-                elif effects:
-                    st.markdown(word_effects_html(effects, scale), unsafe_allow_html=True)
+                shaded[run_id] = st.empty()
+        if explain:
+            effects = {run_id: effects_of(answers[run_id][0], text) for run_id in shaded}
+            # One colour scale for every model's words, so the shades compare across the columns.
+            scale = max((abs(e) for found in effects.values() if isinstance(found, list) for _, e in found), default=0.0)
+            for run_id, found in effects.items():
+                with shaded[run_id].container():
+                    if isinstance(found, Exception):
+                        show_error(found)
+                    else:
+                        st.markdown(word_effects_html(found, scale), unsafe_allow_html=True)
     except ValueError as exc:
         show_error(exc)
 
