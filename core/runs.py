@@ -121,7 +121,11 @@ class Terminal:
 
     @classmethod
     def say(cls, line: str) -> None:
-        if cls.stream is not None:
+        if cls.bars():
+            from tqdm import tqdm
+
+            tqdm.write(line, file=cls.stream)  # above a bar that is being drawn, not through it
+        elif cls.stream is not None:
             print(line, file=cls.stream, flush=True)
 
     @classmethod

@@ -215,7 +215,8 @@ def train_run(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
 
 def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, Any]:
     import transformers
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments
+    from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, ProgressCallback,
+                              Trainer, TrainingArguments)
 
     from .modeling import freeze, keep_freed_memory, load_model, load_tokenizer, resolve_precision
 
@@ -306,6 +307,9 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
                       data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple),
                       compute_metrics=compute_metrics, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts to stdout; metrics.jsonl has them
+    if Terminal.bars():  # the bar, without the log dict it writes under it every few steps (log lines say it)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(type("BarOnly", (ProgressCallback,), {"on_log": lambda self, *a, **k: None}))
 
     checkpoint = latest_checkpoint(run) if resume else None
     if main and checkpoint is not None:
