@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -33,6 +34,13 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = ("Fields --set takes. A list takes commas (text_fields=title,content); an empty value or none clears "
                 "an optional one (target.max_eval_samples=).\n\n" + settings_help())
+
+
+def _eval_help(name: str) -> str:
+    """An EvalConfig field's help, from the schema: the option says what the field says."""
+    from .config import EvalConfig
+
+    return next(f.metadata["help"] for f in dataclasses.fields(EvalConfig) if f.name == name)
 
 
 def _quiet_arg(p: argparse.ArgumentParser) -> None:
@@ -393,11 +401,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float,
                    help="with --windows: stop reading a review once one label reaches this probability "
                         "(1.0: read every window; default: as trained)")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="at most N reviews a forward pass (batches also stay within the device's token budget)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 where the CPU (amx_bf16, avx512_bf16) or GPU does it in hardware, else fp32 "
-                        "(fp16 on a GPU without bf16)")
+    p.add_argument("--batch-size", type=int, default=64, help=_eval_help("batch_size"))
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=_eval_help("precision"))
     p.add_argument("--by", metavar="COLUMN",
                    help="also the accuracy per value of this column (default: the data's own grouping column, if "
                         "it has one: Amazon multi-domain's domain, core/other_sources.csv's source)")

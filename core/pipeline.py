@@ -297,7 +297,6 @@ def flipped_predictions(pipe: RunDir):
     """Target reviews whose label changed between zero-shot and fine-tuned, with both probabilities."""
     import pandas as pd
 
-    rid = pipe.run_id
     zs = pipe.stage("source").evals_dir / "target_zero_shot" / "predictions.csv"
     tgt = _test_eval(pipe.stage("target"))
     if not zs.exists() or not tgt or not Path(tgt.get("predictions", "")).exists():

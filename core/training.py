@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .data import Encoder, load_splits, tokenize_cached
 from .evaluation import Predictor, classification_metrics, evaluate, one_answer_note
 from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
-from .runs import RunDir, Terminal, append_jsonl, now, read_jsonl, write_json_atomic
+from .runs import RunDir, Terminal, append_jsonl, now, read_jsonl
 
 
 def _rank() -> int:

@@ -212,8 +212,7 @@ def setting_widgets(cls: type, base: Any, group: str, errors: dict[str, str], ke
     cells = st.columns(columns)
     values: dict[str, Any] = {}
     for i, f in enumerate(fields):
-        meta, tp_optional, cell = f.metadata, field_kind(cls, f), cells[i % columns]
-        tp, optional = tp_optional
+        (tp, optional), meta, cell = field_kind(cls, f), f.metadata, cells[i % columns]
         label = meta.get("label") or f.name.replace("_", " ").capitalize()
         if optional and meta.get("empty") and tp in (int, float):
             label += f" (0 = {meta['empty']})"

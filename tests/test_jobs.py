@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli, tiny_config
 from core import jobs
-from core.runs import RunDir, read_jsonl, write_json_atomic
+from core.runs import RunDir, read_jsonl
 
 
 def wait_for(predicate, timeout=120, what="condition"):

@@ -3,7 +3,6 @@ evaluation <- training <- pipeline <- jobs <- cli, with no cycle (imports inside
 streamlit."""
 
 import ast
-from pathlib import Path
 
 from conftest import ROOT
 

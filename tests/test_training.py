@@ -6,7 +6,6 @@ import time
 import pytest
 
 from conftest import tiny_config
-from core.data import Examples
 from core.runs import RunDir, read_jsonl
 from core.training import latest_checkpoint, train_run
 
