@@ -4,8 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
+MLFLOW_PORT ?= 5000
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast bench mlflow clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not browser and not slow"
+
+# The MLflow UI over the lab's tracking store (artifacts/mlflow.db, or MLFLOW_TRACKING_URI's).
+mlflow: setup
+	$(PY) -m core mlflow-ui --host $(HOST) --port $(MLFLOW_PORT)
 
 bench: setup
 	$(PY) bench/accuracy.py --preset offline-quick

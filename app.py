@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from core.config import OFFLINE_DATA
 from core.modeling import device_summary
 from core.paths import hub_reachable, resolve_local
 from core.runs import ACTIVE_STATES
+from core.tracking import set_tracking, tracking_on, tracking_uri
 from pages.common import PAGES, REFRESH_S, ROUTED_KEY, STATE_ICONS, WANTED_KEY, runs_table
 
 st.set_page_config(page_title="Sentiment Transfer Lab", page_icon="🔁", layout="wide")
@@ -42,9 +45,20 @@ def sidebar(pages: list) -> None:
         st.write("Hugging Face Hub: " + ("reachable ✅" if info["hub"] else "unreachable (offline) ⚠️"))
         st.caption("Offline data: " + (", ".join(info["datasets"]) or "none") + " · offline models: "
                    + (", ".join(info["models"]) or "none"))
+        tracking()
         st.markdown("### Queue")
         busy = bool(active_runs())
         st.fragment(queue, run_every=REFRESH_S if busy else None)()  # live while something runs
+
+
+def tracking() -> None:
+    """The lab-wide MLflow switch: runs started from now on are mirrored (or not)."""
+    forced = os.environ.get("SENTIMENT_LAB_TRACKING")
+    on = st.toggle("Track runs in MLflow", value=tracking_on(), key="tracking_on", disabled=bool(forced),
+                   help=f"Mirror every run into {tracking_uri()} (its own folder stays the record). "
+                        + (f"Set by SENTIMENT_LAB_TRACKING={forced}." if forced else "`make mlflow` shows them."))
+    if not forced and on != tracking_on():
+        set_tracking(on)
 
 
 def active_runs() -> list[dict]:

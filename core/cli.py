@@ -7,7 +7,8 @@
     resume    continue a stopped/interrupted job        runs      list runs
     logs      print or follow a run's log               presets   list presets
     compare   runs side by side                         delete    delete a finished run
-    results   a pipeline's comparison table (--flipped N: the reviews that changed label)
+    results   a pipeline's comparison table (--flipped N: the reviews that changed label), a search's trials
+    search    an Optuna hyperparameter search, each trial a background run
 """
 
 from __future__ import annotations
@@ -90,9 +91,12 @@ def cmd_train(args) -> int:
     from .jobs import create_run
     from .training import train_run
 
+    from .tracking import mirrored
+
     cfg = build_run_config(args)
     run = create_run("train", cfg, args.run_id)
-    status = train_run(cfg, run)
+    with mirrored(run):
+        status = train_run(cfg, run)
     for m in run.evals().values():  # a model that learnt nothing: said on stderr too, not only in log.txt
         if note := one_answer_note(m):
             print(f"note: {m['dataset']}: {note}", file=sys.stderr)
@@ -105,10 +109,13 @@ def cmd_pipeline(args) -> int:
     from .jobs import create_run
     from .pipeline import collect_results, row_warnings, run_pipeline
 
+    from .tracking import mirrored
+
     pcfg = build_pipeline_config(args)
     pipe = create_run("pipeline", pcfg, args.run_id)
-    status = run_pipeline(pcfg, pipe)
-    results = collect_results(pipe)
+    with mirrored(pipe):
+        status = run_pipeline(pcfg, pipe)
+        results = collect_results(pipe)
     if args.json:
         print(json.dumps(_results_json(results, status.get("state"))))
         for warning in row_warnings(results["rows"]):  # results.md (printed without --json) has them as notes
@@ -132,8 +139,10 @@ def cmd_results(args) -> int:
     from .runs import RunDir
 
     pipe = RunDir.find(args.run)
+    if pipe.job()["kind"] == "search":
+        return _search_results(pipe, args)
     if pipe.job()["kind"] != "pipeline":
-        raise ValueError(f"run: {pipe.run_id} is not a pipeline (the comparison table is a pipeline's; "
+        raise ValueError(f"run: {pipe.run_id} is not a pipeline or a search (the comparison table is a pipeline's; "
                          "`compare` puts any runs side by side)")
     state = pipe.status().get("state")
     results = current_results(pipe)
@@ -228,6 +237,50 @@ def cmd_launch(args) -> int:
     cfg = build_pipeline_config(args) if kind == "pipeline" else build_run_config(args)
     run = launch(kind, cfg, args.run_id)
     _print({"run_id": run.run_id, "run_dir": str(run.path)}, args.json, run.run_id)
+    return 0
+
+
+def cmd_search(args) -> int:
+    """Queue a search: its trials are ordinary runs, started by the queue one after another (or N at once)."""
+    from .jobs import launch
+    from .search import SearchConfig
+
+    loaded = load_config_file(args.config) if args.config else None
+    if args.preset or isinstance(loaded, PipelineConfig):  # a pipeline: its source stage, or --stage target
+        base = build_pipeline_config(args).to_dict()
+    else:
+        base = build_run_config(args).to_dict()
+    space = {}
+    for item in args.params:
+        key, sep, spec = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--param: expected FIELD=SPEC, got {item!r}")
+        space[key.strip()] = spec
+    cfg = SearchConfig(base=base, space=space, trials=args.trials, metric=args.metric, direction=args.direction,
+                       pruner=args.pruner, stage=args.stage, transfer_rows=args.transfer_rows, seed=args.seed,
+                       name=args.name or "")
+    run = launch("search", cfg, args.run_id)
+    _print({"run_id": run.run_id, "run_dir": str(run.path)}, args.json, run.run_id)
+    return 0
+
+
+def _search_results(search, args) -> int:
+    from .search import results
+
+    out = results(search)
+    if args.json:
+        print(json.dumps({"search_id": out["search_id"], "state": search.status().get("state"), "metric": out["metric"],
+                          "best": out["best"], "trials": [{k: t[k] for k in ("number", "run_id", "state", "params",
+                                                                             "value")} for t in out["trials"]]}))
+        return 0
+    print(f"search {out['search_id']}: {search.status().get('state')}, {out['metric']} ({out['direction']})")
+    for t in out["trials"]:
+        value = "" if t["value"] is None else f"{t['value']:.4f}"
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        print(f"  {t['number'] + 1:>3}  {t['run_id'] or '':44} {t['state']:9} {value:>7}  {params}")
+    if out["best"]:
+        print(f"best: {out['best']['run_id']} ({out['metric']} {out['best']['value']:.4f}); "
+              f"python -m core presets --from-run {out['best']['run_id']} > best.json")
     return 0
 
 
@@ -331,6 +384,14 @@ def cmd_logs(args) -> int:
 
 
 def cmd_presets(args) -> int:
+    if args.from_run:  # a run's (a search trial's) settings as a config file train, pipeline and launch take
+        from .runs import RunDir
+
+        run = RunDir.find(args.from_run)
+        if run.job()["kind"] not in ("train", "pipeline"):
+            raise ValueError(f"--from-run: {run.run_id} is a {run.job()['kind']}, not a training run or pipeline")
+        print(json.dumps(run.config(), indent=2))
+        return 0
     if args.name:  # every field, as a config file: `presets NAME > my.json`, edit, `pipeline --config my.json`
         print(json.dumps(load_preset(args.name).to_dict(), indent=2))
         return 0
@@ -338,6 +399,25 @@ def cmd_presets(args) -> int:
             for name, p in PRESETS.items()}
     _print(data, args.json, "\n".join(f"{n:14} {d['description']}" for n, d in data.items()))
     return 0
+
+
+def cmd_mlflow_sync(args) -> int:
+    from .tracking import sync_all
+
+    out = sync_all()
+    text = (f"{len(out['synced'])} runs mirrored into {out['uri']} (experiment {out['experiment_id']})"
+            + (f"; {len(out['running'])} running runs left to their workers" if out["running"] else "")
+            + "".join(f"\n  {rid}: {why}" for rid, why in out["failed"].items()))
+    _print(out, args.json, text)
+    return 1 if out["failed"] else 0
+
+
+def cmd_mlflow_ui(args) -> int:
+    from .tracking import ui_command
+
+    cmd = ui_command(args.host, args.port)
+    print(f"MLflow UI on http://{args.host}:{args.port} over {cmd[cmd.index('--backend-store-uri') + 1]}", flush=True)
+    os.execv(cmd[0], cmd)
 
 
 def cmd_dispatch(args) -> int:
@@ -348,7 +428,7 @@ def cmd_dispatch(args) -> int:
 
 
 def cmd_work(args) -> int:
-    from .jobs import work
+    from .worker import work
 
     return work(args.run)
 
@@ -432,6 +512,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id")
     p.set_defaults(func=cmd_launch)
 
+    from .search import DEFAULT_SPACE, METRICS, PRUNERS
+
+    p = sub.add_parser("search", help="queue an Optuna hyperparameter search (each trial a background run)")
+    _config_args(p)
+    p.add_argument("--param", dest="params", action="append", default=[], metavar="FIELD=SPEC",
+                   help="a field to vary (repeatable). SPEC: LOW:HIGH (floats), LOW:HIGH:log (log scale), "
+                        "int:LOW:HIGH (integers), A,B,C (choices). None given: "
+                        + " ".join(f"{k}={v}" for k, v in DEFAULT_SPACE.items()))
+    p.add_argument("--trials", type=int, default=8, help="finished trials (completed or pruned) to run to")
+    p.add_argument("--metric", default="eval_accuracy", choices=list(METRICS),
+                   help="the best validation accuracy, F1 or loss of a trial's evaluations; transfer: a pipeline's "
+                        "source model scored zero-shot on held-out rows of the target's training split")
+    p.add_argument("--direction", choices=["maximize", "minimize"], help="default: what the metric wants")
+    p.add_argument("--pruner", default="median", choices=list(PRUNERS),
+                   help="stop trials whose validation figures trail (median of earlier trials at the same step)")
+    p.add_argument("--stage", default="source", choices=["source", "target"],
+                   help="a pipeline's stage to search; target: the source model is trained once, every trial starts "
+                        "from it")
+    p.add_argument("--transfer-rows", type=int, default=1000, help="with --metric transfer: target training reviews "
+                                                                   "scored (a balanced, seeded sample)")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument("--name", help="a label for the search")
+    p.add_argument("--run-id")
+    p.set_defaults(func=cmd_search)
+
     for name, func, help_ in (("stop", cmd_stop, "stop a running job or cancel a queued one"),
                               ("resume", cmd_resume, "resume a stopped or interrupted job"),
                               ("delete", cmd_delete, "delete a finished run and its stages")):
@@ -451,8 +556,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("results", help="a pipeline's comparison table, finished or so far (the Transfer page)")
-    p.add_argument("run", help="pipeline id (or unique prefix)")
+    p = sub.add_parser("results", help="a pipeline's comparison table or a search's trials, finished or so far")
+    p.add_argument("run", help="pipeline or search id (or unique prefix)")
     p.add_argument("--flipped", type=int, default=0, metavar="N",
                    help="also the first N target reviews whose label flipped between zero-shot and fine-tuned")
     p.add_argument("--json", action="store_true")
@@ -463,10 +568,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     p.set_defaults(func=cmd_logs)
 
-    p = sub.add_parser("presets", help="list presets, or print one's every field")
+    p = sub.add_parser("presets", help="list presets, or print one's (or a run's) every field")
     p.add_argument("name", nargs="?", help="print this preset's whole config (JSON, usable with --config)")
+    p.add_argument("--from-run", metavar="RUN_ID",
+                   help="print this run's settings (a search's best trial, say) as a config file: "
+                        "`presets --from-run ID > best.json`, then `train --config best.json`")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("mlflow-sync", help="mirror every run folder into MLflow (missing or behind), idempotently")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_mlflow_sync)
+
+    p = sub.add_parser("mlflow-ui", help="the MLflow UI over the lab's tracking store (make mlflow)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_mlflow_ui)
 
     for name, func in (("_dispatch", cmd_dispatch), ("_work", cmd_work), ("_train_rank", cmd_train_rank)):
         p = sub.add_parser(name)  # internal: started by the job system

@@ -3,7 +3,7 @@
     launch  -> run folder with status `queued`, then ensure a dispatcher is running
     dispatcher (one per machine, holds artifacts/queue.lock) -> starts queued runs in order,
                each as `python -m core _work RUN_ID` in its own session, output to log.txt
-    worker  -> trains / runs the pipeline, writes the run folder
+    worker  -> (core/worker.py) trains / runs the pipeline / searches, writes the run folder
     stop    -> STOP flag (the Trainer callback ends after the current step and checkpoints),
                then SIGTERM / SIGKILL to the worker's process group if it does not end in time
     reconcile -> a run whose worker is gone becomes `interrupted`, never `running` forever
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import EvalConfig, PipelineConfig, RunConfig
-from .paths import PROJECT_ROOT, artifacts_root
-from .runs import (ACTIVE_STATES, STAGES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
+from .paths import PROJECT_ROOT, artifacts_root, studies_url
+from .runs import (ACTIVE_STATES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
 
 
@@ -83,7 +83,9 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
         # can be seen and deleted, but never as a run that worked.
         config, damaged = {}, "config.json is missing or not valid JSON: a damaged run folder, left as it is"
     status = run.status()
-    pipeline = job["kind"] == "pipeline"
+    if job["kind"] == "search":  # what its trials train: the base settings (a pipeline's stages)
+        config = {**(config.get("base") or {}), "name": config.get("name")}
+    pipeline = "source" in config
     source = config.get("source") if pipeline else config
     source = source if isinstance(source, dict) else {}
     dataset = source.get("dataset")
@@ -147,7 +149,8 @@ def list_runs(reconcile_first: bool = True) -> list[dict[str, Any]]:
     for r in rows:
         if not r.get("parent"):
             ordered.append(r)
-            ordered.extend(sorted(stages.pop(r["id"], []), key=lambda s: s.get("started_at") or 0))
+            # stages in the order they ran, trials by number; those not started yet last
+            ordered.extend(sorted(stages.pop(r["id"], []), key=lambda s: (s.get("started_at") or float("inf"), s["id"])))
     return ordered + [r for group in stages.values() for r in group]  # stages whose pipeline was deleted
 
 
@@ -211,10 +214,14 @@ def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_i
         model_run.require_model()
         preflight_dataset(config.dataset)
         config = EvalConfig.from_dict({**config.to_dict(), "run": model_run.run_id})  # a prefix becomes the id
+    elif kind == "search":
+        pcfg = config.pipeline
+        for cfg in ([pcfg.source, pcfg.target] if pcfg else [config.stage_config()]):
+            preflight(cfg)
     else:
         for cfg in ([config.source, config.target] if isinstance(config, PipelineConfig) else [config]):
             preflight(cfg)
-    prefix = "pipeline" if kind == "pipeline" else (config.name or kind)
+    prefix = kind if kind in ("pipeline", "search") and not config.name else (config.name or kind)
     run = RunDir.for_id(run_id or new_run_id(prefix))
     if run.path.exists():
         raise ValueError(f"run: {run.run_id} already exists")
@@ -246,9 +253,18 @@ def queued_runs() -> list[RunDir]:
     return sorted(runs, key=lambda r: (r.status().get("queued_at") or 0, r.run_id))
 
 
+def holds_a_slot(run: RunDir) -> bool:
+    """A process the dispatcher started that trains or scores: not a search (it only asks and tells), nor a
+    pipeline's stage (it runs inside the pipeline's worker). A search's trials and source model do."""
+    job = run.job()
+    if job["kind"] == "search":
+        return False
+    return not job["parent"] or RunDir.for_id(job["parent"]).job()["kind"] == "search"
+
+
 def active_workers() -> list[RunDir]:
-    return [r for r in iter_runs() if r.status().get("state") in ("running", "stopping") and
-            not r.job()["parent"] and worker_alive(r.status())]
+    return [r for r in iter_runs() if r.status().get("state") in ("running", "stopping") and holds_a_slot(r)
+            and worker_alive(r.status())]
 
 
 def dispatch_forever(poll: float = 0.5) -> None:
@@ -290,69 +306,6 @@ def start_worker(run: RunDir) -> subprocess.Popen:
     return proc
 
 
-def work(run_id: str) -> int:
-    """The worker's body: run what config.json says, in this process (or under accelerate launch)."""
-    from .evaluation import run_eval
-    from .pipeline import run_pipeline
-    from .training import run_config, train_run
-
-    run = RunDir.for_id(run_id)
-    config, kind = run.config(), run.job()["kind"]
-    resume = bool(run.status().get("resume"))
-    run.update_status(resume=False, worker_started_at=run.status().get("worker_started_at") or now())
-    _install_sigterm(run)
-    try:
-        if kind == "pipeline":
-            run_pipeline(PipelineConfig.from_dict(config), run, resume=resume)
-            return 0
-        if kind == "eval":  # no checkpoints: a resumed evaluation scores again from the start
-            run_eval(EvalConfig.from_dict(config), run)
-            return 0
-        cfg = run_config(run)
-        if cfg.num_processes > 1 or cfg.num_machines > 1:
-            return _work_distributed(run, cfg, resume)
-        train_run(cfg, run, resume=resume)
-        return 0
-    except Exception as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _install_sigterm(run: RunDir) -> None:
-    def handler(signum, frame):
-        state = "stopped" if run.stop_requested() or run.status().get("state") == "stopping" else "interrupted"
-        run.update_status(state=state, error=None if state == "stopped" else f"terminated by signal {signum}",
-                          ended_at=now())
-        os._exit(128 + signum)
-    signal.signal(signal.SIGTERM, handler)
-
-
-def accelerate_command(cfg: RunConfig, run_id: str, resume: bool) -> list[str]:
-    from .modeling import resolve_precision
-
-    precision = resolve_precision(cfg.precision).name
-    mixed = {"fp32": "no"}.get(precision, precision)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes * cfg.num_machines),
-           "--num_machines", str(cfg.num_machines), "--mixed_precision", mixed]
-    if cfg.num_machines > 1:
-        cmd += ["--main_process_ip", str(cfg.main_process_ip), "--machine_rank", os.environ.get("MACHINE_RANK", "0")]
-    # torchrun under the hood; without CUDA the ranks talk over gloo (accelerate's --cpu would start one process).
-    cmd += ["--multi_gpu"]
-    cmd += ["-m", "core", "_train_rank", run_id] + (["--resume"] if resume else [])
-    return cmd
-
-
-def _work_distributed(run: RunDir, cfg: RunConfig, resume: bool) -> int:
-    """`accelerate launch` one process per device; rank 0 alone writes the run folder."""
-    cmd = accelerate_command(cfg, run.run_id, resume)
-    run.log("distributed: " + " ".join(cmd[1:]))
-    code = subprocess.call(cmd, cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    state = run.status().get("state")
-    if code != 0 and state not in TERMINAL_STATES:
-        run.update_status(state="failed", error=f"distributed training exited with code {code}", ended_at=now())
-    return code
-
-
 # ---------------------------------------------------------------------------------------
 # Stop, cancel, resume, delete
 def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, Any]:
@@ -387,9 +340,13 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
     return run.status()
 
 
+def children(run: RunDir) -> list[RunDir]:
+    """A pipeline's stages, a search's trials and source model: the folders `<id>.<name>` beside it."""
+    return [RunDir(p) for p in sorted(run.path.parent.glob(f"{run.run_id}.*")) if p.is_dir()]
+
+
 def _active_children(run: RunDir) -> list[RunDir]:
-    stages = (run.stage(k) for k in STAGES)
-    return [s for s in stages if s.status().get("state") in ("running", "stopping")]
+    return [s for s in children(run) if s.status().get("state") in ("running", "stopping")]
 
 
 def _signal_group(status: dict[str, Any], sig: int) -> None:
@@ -412,7 +369,9 @@ def resume(run_id: str) -> RunDir:
     if not isinstance(read_json(run.config_path), dict):
         raise ValueError(f"run: {run.run_id} cannot resume: its config.json is missing or not valid JSON")
     if parent := run.job()["parent"]:
-        raise ValueError(f"run: {run.run_id} is a stage of pipeline {parent}; resume the pipeline")
+        what = "search" if RunDir.for_id(parent).job()["kind"] == "search" else "pipeline"
+        raise ValueError(f"run: {run.run_id} is a {'trial' if what == 'search' else 'stage'} of {what} {parent}; "
+                         f"resume the {what}")
     state = run.status().get("state")
     if state not in ("stopped", "interrupted", "failed"):
         raise ValueError(f"run: {run.run_id} is {state}; only stopped, interrupted or failed runs resume")
@@ -429,16 +388,24 @@ def delete(run_id: str) -> None:
     run = RunDir.find(run_id)
     status = run.status()
     if parent := run.job()["parent"]:
-        raise ValueError(f"run: {run.run_id} is a stage of {parent}, whose table and resume need it; delete the "
-                         "pipeline (its stages go with it)")
+        raise ValueError(f"run: {run.run_id} belongs to {parent}, whose results and resume need it; delete "
+                         f"{parent} (its stages and trials go with it)")
     if status.get("state") in ("running", "stopping") and worker_alive(status) is not False:
         raise ValueError(f"run: {run.run_id} is {status['state']}; stop it first")
-    targets = [run] + [RunDir(p) for p in run.path.parent.glob(f"{run.run_id}.*") if p.is_dir()]
+    targets = [run] + children(run)
     if needing := dependents({r.run_id for r in targets}):
         raise ValueError(f"run: {', '.join(needing)} still need the model of {run.run_id} (to start, resume or score "
                          "it); cancel or delete them first, or let them finish")
+    kind = run.job()["kind"]
     for r in targets:
         shutil.rmtree(r.path, ignore_errors=True)
+    if kind == "search":  # its study goes with it
+        import optuna
+
+        try:
+            optuna.delete_study(study_name=run.run_id, storage=studies_url())
+        except KeyError:
+            pass
     sync_index()
 
 

@@ -66,3 +66,8 @@ def unreachable(field: str, name: str) -> ConfigError:
                   else ("a local file or folder", "offline?"))
     return ConfigError(field, f"{name!r} is not {what}, and the Hugging Face Hub cannot be reached from this "
                               f"machine ({hint})")
+
+
+def studies_url() -> str:
+    """Where the searches' Optuna studies live (SQLite, one study per search, named by its id)."""
+    return f"sqlite:///{artifacts_root() / 'optuna.db'}"

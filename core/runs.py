@@ -28,10 +28,11 @@ from .paths import runs_root
 
 # Active states: a worker owns the run. Terminal states: nobody does.
 ACTIVE_STATES = ("queued", "running", "stopping")
-TERMINAL_STATES = ("stopped", "completed", "failed", "interrupted", "cancelled")
+TERMINAL_STATES = ("stopped", "completed", "failed", "interrupted", "cancelled", "pruned")  # pruned: a search trial
 STATES = ACTIVE_STATES + TERMINAL_STATES
 STAGES = ("source", "target", "baseline")  # a pipeline's training stages, each a run folder <pipeline id>.<stage>
 JOB_KEYS = ("kind", "parent", "stage")  # run.json's; folders written before it kept them in config.json
+# run.json of a search's trial also has `trial` and `trial_id`: its number and id in the search's Optuna study
 
 
 def now() -> float:
@@ -201,23 +202,27 @@ class RunDir:
 
     # -- config / metrics / evals ------------------------------------------------------------
     def write_config(self, kind: str, settings: dict[str, Any], parent: str | None = None,
-                     stage: str | None = None) -> None:
+                     stage: str | None = None, **job: Any) -> None:
         """config.json holds the settings alone (a file `--config` takes as it is); run.json what the folder is."""
         write_json_atomic(self.config_path, settings)
-        write_json_atomic(self.job_path, {"kind": kind, "parent": parent, "stage": stage})
+        write_json_atomic(self.job_path, {"kind": kind, "parent": parent, "stage": stage, **job})
 
     def job(self) -> dict[str, Any]:
-        """kind (train, pipeline or eval), parent (a stage's pipeline) and stage (its name), or None for each."""
+        """kind (train, pipeline, eval or search), parent (a stage's pipeline or a trial's search), stage (its name),
+        and a trial's number and id in its study; None for each that does not apply."""
         data = read_json(self.job_path)
         if not isinstance(data, dict):
             data = read_json(self.config_path, {}) or {}
-        return {"kind": data.get("kind") or "train", "parent": data.get("parent"), "stage": data.get("stage")}
+        return {"kind": data.get("kind") or "train", "parent": data.get("parent"), "stage": data.get("stage"),
+                "trial": data.get("trial"), "trial_id": data.get("trial_id")}
 
     def config(self) -> dict[str, Any]:
         """The settings of config.json (as its dataclass's from_dict takes them)."""
         data = read_json(self.config_path)
         if not isinstance(data, dict):
             raise ValueError(f"config: {self.config_path} is missing or not valid JSON")
+        if self.job_path.exists():  # settings alone (a search's own `stage` setting among them)
+            return data
         return {k: v for k, v in data.items() if k not in JOB_KEYS}
 
     def metrics(self) -> list[dict[str, Any]]:

@@ -189,8 +189,9 @@ def _hub_cached(repo_id: str) -> bool:
         return False
 
 
-def train_run(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) one run in this process; returns the final status. Never leaves it 'running'."""
+def train_run(cfg: RunConfig, run: RunDir, resume: bool = False, callbacks: list | None = None) -> dict[str, Any]:
+    """Train (or resume) one run in this process; returns the final status. Never leaves it 'running'.
+    `callbacks`: more TrainerCallbacks (a search trial's reporter: one with `.pruned` set ends the run `pruned`)."""
     main = _rank() == 0
     if main:
         run.path.mkdir(parents=True, exist_ok=True)
@@ -201,7 +202,7 @@ def train_run(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         run.update_status(state="running", phase="loading data", started_at=run.status().get("started_at") or now(),
                           error=None)
     try:
-        result = _train(cfg, run, resume, main)
+        result = _train(cfg, run, resume, main, list(callbacks or []))
     except KeyboardInterrupt:
         if main:
             run.update_status(state="interrupted", error="interrupted (signal)", ended_at=now())
@@ -213,7 +214,7 @@ def train_run(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     return result
 
 
-def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, Any]:
+def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -> dict[str, Any]:
     import transformers
     from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, ProgressCallback,
                               Trainer, TrainingArguments)
@@ -299,7 +300,7 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
     )
     callback = _make_callback()(run, samples_per_step=cfg.batch_size * cfg.gradient_accumulation_steps * world)
-    callbacks = [callback]
+    callbacks = [callback, *extra]
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
@@ -328,6 +329,11 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool) -> dict[str, A
         return {}
     if not main:
         return {}
+    if pruned := next((cb.pruned for cb in extra if getattr(cb, "pruned", None)), None):
+        run.log(pruned)  # its curve stays; its checkpoints go: a pruned trial is never resumed
+        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
+        return run.update_status(state="pruned", step=trainer.state.global_step, ended_at=now(),
+                                 metrics={"val_accuracy": trainer.state.best_metric})
 
     run.update_status(phase="saving model")
     save_model(trainer, tokenizer, cfg, run)

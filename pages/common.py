@@ -18,12 +18,13 @@ from core.evaluation import Predictor
 from core.runs import ACTIVE_STATES, RunDir, headline
 
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏸️", "completed": "✅",
-               "failed": "❌", "interrupted": "⚠️", "cancelled": "🚫"}
+               "failed": "❌", "interrupted": "⚠️", "cancelled": "🚫", "pruned": "✂️"}
 REFRESH_S = 2.0  # live views reread the run folder this often while a run is active
 ROUTED_KEY, WANTED_KEY = "_routed_by_app", "_wanted_page"
 # The app's pages, one place for app.py's st.navigation and for through_router: (file, title, icon, URL path).
 PAGES = [("pages/overview.py", "Overview", "🏠", ""), ("pages/train.py", "Train", "🏋️", "train"),
-         ("pages/runs.py", "Runs", "📈", "runs"), ("pages/transfer.py", "Transfer", "🔁", "transfer"),
+         ("pages/runs.py", "Runs", "📈", "runs"), ("pages/search.py", "Search", "🔎", "search"),
+         ("pages/transfer.py", "Transfer", "🔁", "transfer"),
          ("pages/try.py", "Try a review", "💬", "try")]
 
 

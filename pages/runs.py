@@ -11,6 +11,7 @@ from core.paths import PROJECT_ROOT, resolve_local
 from core.evaluation import one_answer_note, single_label, wrong_predictions
 from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, RunDir, compare, read_json, transposed
+from core.tracking import run_link, tracking_on
 from pages.common import (CHARTS, REFRESH_S, RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_figure, duration,
                           metrics_frame, run_label, run_name, runs_frame, runs_table, show_error, through_router)
 
@@ -112,6 +113,11 @@ def details(run_id: str) -> None:
         st.page_link("pages/train.py", label="Fine-tune this model further (Train page)", icon="🏋️",
                      query_params={"init_from": run_id})
         use_elsewhere(run_id, run)
+    if row.get("kind") == "search":
+        st.page_link("pages/search.py", label="Its trials and charts, on the Search page", icon="🔎",
+                     query_params={"search": run_id})
+    if tracking_on() and (link := run_link(run)):
+        st.link_button("Open in MLflow", link, icon="📊", help=f"Needs the MLflow UI running (make mlflow): {link}")
     if status.get("metrics"):
         with st.expander("Final metrics (status.json)"):
             st.json(status["metrics"])

@@ -7,6 +7,7 @@ import streamlit as st
 from core import jobs
 from core.config import GROUPS, MODEL_PRESETS, PRESETS, ConfigError, RunConfig, load_preset
 from core.data import check_training_table, read_table_bytes, save_upload
+from core.runs import RunDir
 from pages.common import models_available, runs_table, setting_widgets, show_error, through_router
 
 through_router(__file__)
@@ -23,6 +24,15 @@ base: RunConfig = preset.target if asked else preset.source
 if asked:
     st.info(f"Fine-tuning the model of {asked} further: the form starts from the {preset_name} preset's "
             "target-stage settings (its data included); change any of them.")
+# The Search page's "Train with the best settings" (?from_run=<trial>): the form filled in with that run's settings.
+from_run = st.query_params.get("from_run")
+if from_run:
+    try:
+        base = RunConfig.from_dict(RunDir.find(from_run).config())
+        asked = base.init_from  # a target-stage trial starts from the search's source model
+        st.info(f"Filled in with the settings of {from_run}; change any of them.")
+    except ValueError as exc:
+        show_error(exc)
 errors: dict = st.session_state.get("train_errors", {})
 
 

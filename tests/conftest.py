@@ -36,6 +36,8 @@ def lab_home(tmp_path, monkeypatch):
     home = tmp_path / "lab"
     monkeypatch.setenv("SENTIMENT_LAB_HOME", str(home))
     monkeypatch.setenv("SENTIMENT_LAB_OFFLINE", "1")
+    monkeypatch.setenv("SENTIMENT_LAB_TRACKING", "none")  # tests of MLflow mirroring turn it on
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return home
 
 

@@ -258,7 +258,7 @@ def test_delete_refuses_what_another_job_still_needs(reviews_dir, tiny_model, tm
     pipeline_id = "20260101-000000-pipeline-bbbbbb"
     stage = jobs.create_run("train", tiny_config(tiny_model, reviews_dir), run_id=f"{pipeline_id}.source")
     stage.write_config("train", stage.config(), parent=pipeline_id, stage="source")
-    with pytest.raises(ValueError, match=rf"is a stage of {pipeline_id}, .*; delete the pipeline"):
+    with pytest.raises(ValueError, match=rf"belongs to {pipeline_id}, .*; delete {pipeline_id}"):
         jobs.delete(stage.run_id)  # a pipeline's table and resume read its stages' folders
     assert stage.path.exists()
 

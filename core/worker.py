@@ -1,0 +1,92 @@
+"""The worker: the process the queue starts for one run (`python -m core _work RUN_ID`). It runs what the run's
+config.json says (training, a pipeline, an evaluation, a search or one of its trials) in this process, or one process
+per device under `accelerate launch`, mirrored into MLflow while it runs. Above every other module of core but the
+command line: it is where the kinds of job meet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from .config import EvalConfig, PipelineConfig, RunConfig
+from .evaluation import run_eval
+from .paths import PROJECT_ROOT
+from .pipeline import run_pipeline
+from .runs import TERMINAL_STATES, RunDir, now
+from .search import SearchConfig, run_search, run_trial
+from .tracking import mirrored
+from .training import run_config, train_run
+
+
+def work(run_id: str) -> int:
+    """The worker's body: run what config.json says, in this process (or under accelerate launch), mirrored
+    into MLflow while it runs."""
+    run = RunDir.for_id(run_id)
+    config, kind = run.config(), run.job()["kind"]
+    resume = bool(run.status().get("resume"))
+    run.update_status(resume=False, worker_started_at=run.status().get("worker_started_at") or now())
+    _install_sigterm(run)
+    with mirrored(run):
+        return _work(run, config, kind, resume)
+
+
+def _work(run: RunDir, config: dict[str, Any], kind: str, resume: bool) -> int:
+    try:
+        if kind == "pipeline":
+            run_pipeline(PipelineConfig.from_dict(config), run, resume=resume)
+            return 0
+        if kind == "eval":  # no checkpoints: a resumed evaluation scores again from the start
+            run_eval(EvalConfig.from_dict(config), run)
+            return 0
+        if kind == "search":
+            run_search(SearchConfig.from_dict(config), run, resume=resume)
+            return 0
+        cfg = run_config(run)
+        if run.job()["trial"] is not None:
+            run_trial(run, cfg, resume=resume)
+            return 0
+        if cfg.num_processes > 1 or cfg.num_machines > 1:
+            return _work_distributed(run, cfg, resume)
+        train_run(cfg, run, resume=resume)
+        return 0
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _install_sigterm(run: RunDir) -> None:
+    def handler(signum, frame):
+        state = "stopped" if run.stop_requested() or run.status().get("state") == "stopping" else "interrupted"
+        run.update_status(state=state, error=None if state == "stopped" else f"terminated by signal {signum}",
+                          ended_at=now())
+        os._exit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def accelerate_command(cfg: RunConfig, run_id: str, resume: bool) -> list[str]:
+    from .modeling import resolve_precision
+
+    precision = resolve_precision(cfg.precision).name
+    mixed = {"fp32": "no"}.get(precision, precision)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes * cfg.num_machines),
+           "--num_machines", str(cfg.num_machines), "--mixed_precision", mixed]
+    if cfg.num_machines > 1:
+        cmd += ["--main_process_ip", str(cfg.main_process_ip), "--machine_rank", os.environ.get("MACHINE_RANK", "0")]
+    # torchrun under the hood; without CUDA the ranks talk over gloo (accelerate's --cpu would start one process).
+    cmd += ["--multi_gpu"]
+    cmd += ["-m", "core", "_train_rank", run_id] + (["--resume"] if resume else [])
+    return cmd
+
+
+def _work_distributed(run: RunDir, cfg: RunConfig, resume: bool) -> int:
+    """`accelerate launch` one process per device; rank 0 alone writes the run folder."""
+    cmd = accelerate_command(cfg, run.run_id, resume)
+    run.log("distributed: " + " ".join(cmd[1:]))
+    code = subprocess.call(cmd, cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    state = run.status().get("state")
+    if code != 0 and state not in TERMINAL_STATES:
+        run.update_status(state="failed", error=f"distributed training exited with code {code}", ended_at=now())
+    return code
