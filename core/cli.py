@@ -275,9 +275,10 @@ def _search_results(search, args) -> int:
         return 0
     print(f"search {out['search_id']}: {search.status().get('state')}, {out['metric']} ({out['direction']})")
     for t in out["trials"]:
-        value = "" if t["value"] is None else f"{t['value']:.4f}"
+        # a pruned trial's value is its last validation report, not the metric: in brackets
+        value = "" if t["value"] is None else f"({t['value']:.4f})" if t["state"] == "pruned" else f"{t['value']:.4f}"
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
-        print(f"  {t['number'] + 1:>3}  {t['run_id'] or '':44} {t['state']:9} {value:>7}  {params}")
+        print(f"  {t['number'] + 1:>3}  {t['run_id'] or '':44} {t['state']:9} {value:>8}  {params}")
     if out["best"]:
         print(f"best: {out['best']['run_id']} ({out['metric']} {out['best']['value']:.4f}); "
               f"python -m core presets --from-run {out['best']['run_id']} > best.json")
@@ -296,7 +297,9 @@ def cmd_resume(args) -> int:
     from .jobs import resume
 
     run = resume(args.run)
-    _print({"run_id": run.run_id, "run_dir": str(run.path), "state": "queued"}, args.json, f"{run.run_id}: queued")
+    state = run.status().get("state")
+    text = f"{run.run_id}: {state}" + (" (a search goes on by itself to its finished trials)" if state == "running" else "")
+    _print({"run_id": run.run_id, "run_dir": str(run.path), "state": state}, args.json, text)
     return 0
 
 

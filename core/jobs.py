@@ -373,6 +373,8 @@ def resume(run_id: str) -> RunDir:
         raise ValueError(f"run: {run.run_id} is a {'trial' if what == 'search' else 'stage'} of {what} {parent}; "
                          f"resume the {what}")
     state = run.status().get("state")
+    if state in ("queued", "running") and run.job()["kind"] == "search":
+        return run  # a search that lost a trial goes on by itself to its number of finished trials
     if state not in ("stopped", "interrupted", "failed"):
         raise ValueError(f"run: {run.run_id} is {state}; only stopped, interrupted or failed runs resume")
     run.stop_flag.unlink(missing_ok=True)

@@ -277,8 +277,10 @@ def error_line(exc: BaseException) -> str:
 # Comparing runs: what each reached, and the settings on which they differ (the rest is noise to a reader).
 def headline(metrics: dict[str, Any] | None) -> float | None:
     """The one accuracy a list shows for a run: a training run's test accuracy, a pipeline's fine-tuned target
-    row, an evaluation's accuracy."""
+    row, an evaluation's accuracy, a search's best (when it searched an accuracy)."""
     m = metrics or {}
+    if m.get("metric") in ("eval_accuracy", "transfer"):
+        return m.get("best_value")
     return m.get("test_accuracy", m.get("target_finetuned", m.get("accuracy")))
 
 

@@ -190,8 +190,8 @@ def make_pruner(name: str):
     import optuna
 
     if name == "median":
-        # One finished trial is enough to compare against: searches here are a handful of trials, not hundreds.
-        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+        # Two finished trials to compare against: searches here are a handful of trials, not hundreds.
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
     return optuna.pruners.NopPruner()
@@ -244,13 +244,17 @@ def trial_callback(run: RunDir):
 
     class Report(TrainerCallback):
         pruned: str | None = None
+        reports = 0
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             value = (metrics or {}).get(key)
             if value is None or not math.isfinite(value):
                 return
             trial.report(float(value), state.global_step)
-            if trial.should_prune():
+            self.reports += 1
+            # Never on the first evaluation: early in the warmup every trial looks alike, and a slow starter with
+            # a smaller learning rate would be cut before it shows what it does.
+            if self.reports >= 2 and trial.should_prune():
                 self.pruned = f"pruned at step {state.global_step}: {key} {value:.4f} trails the earlier trials"
                 control.should_training_stop = True
 

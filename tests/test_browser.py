@@ -116,7 +116,7 @@ def no_exception(page) -> None:
 
 
 @pytest.mark.parametrize("path, heading", [("/", "Sentiment Transfer Lab"), ("/train", "Train"), ("/runs", "Runs"),
-                                           ("/transfer", "Transfer"), ("/try", "Try a review")])
+                                           ("/search", "Search"), ("/transfer", "Transfer"), ("/try", "Try a review")])
 def test_every_page_loads(server, page, path, heading):
     page.goto(server + path)
     settle(page)
@@ -232,6 +232,46 @@ def test_train_watch_and_try_in_the_browser(server, page, lab, tiny_model):
     assert ("positive" in text or "negative" in text) and "%" in text
     no_exception(page)
     shot(page, "flow-8-try-answered")
+
+
+def plot_points(page, title: str) -> int:
+    return page.evaluate("""(title) => {
+        const plot = [...document.querySelectorAll('.js-plotly-plot')]
+            .find(p => (p.layout?.title?.text || '').includes(title));
+        return plot && plot._fullData ? plot._fullData.reduce((n, t) => n + (t._length || 0), 0) : 0; }""", title)
+
+
+def test_a_search_from_the_search_page_grows_without_a_reload(server, page, lab, tiny_model):
+    _, data = lab
+    page.goto(server + "/search")
+    settle(page)
+    overrides = f"model={tiny_model}\ndataset={data}\nmax_train_samples=40\nvalidation_size=10\nmax_eval_samples=16"
+    page.get_by_label("Other settings for every trial", exact=False).fill(overrides + "\nmax_length=32\nprecision=fp32")
+    trials = page.get_by_label("Trials", exact=True)
+    trials.fill("3")
+    trials.press("Tab")
+    shot(page, "search-1-form")
+    page.get_by_role("button", name="🔎 Launch search").click()
+    page.get_by_text("of 3 trials finished").first.wait_for(timeout=60_000)
+    no_exception(page)
+    assert "/search?search=" in page.url
+    # No reload, no click: the trials' count and Optuna's charts grow as trials finish.
+    page.get_by_text("1 of 3 trials finished").first.wait_for(timeout=180_000)
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                           ".some(p => (p.layout?.title?.text || '').includes('Optimization history'))", timeout=60_000)
+    first = plot_points(page, "Optimization history")
+    shot(page, "search-2-one-trial")
+    page.get_by_text("3 of 3 trials finished").first.wait_for(timeout=300_000)
+    page.wait_for_timeout(3000)
+    assert plot_points(page, "Optimization history") > first
+    no_exception(page)
+    shot(page, "search-3-finished")
+    # The best trial's settings, on the Train page.
+    page.get_by_role("link", name="Train with the best settings").click()
+    settle(page)
+    page.get_by_text("Filled in with the settings of").wait_for(timeout=30_000)
+    assert page.get_by_label("Source dataset", exact=True).input_value() == str(data)
+    no_exception(page)
 
 
 def test_a_page_reopened_after_a_restart_comes_with_the_router(tmp_path, browser):

@@ -142,6 +142,8 @@ def test_kill_9_of_a_trial_fails_it_and_kill_9_of_the_search_resumes_it(reviews_
     os.kill(first["pid"], signal.SIGKILL)
     second = wait_for(trial_past_a_checkpoint(2), timeout=120, what="trial 2 past a checkpoint")
     assert RunDir.for_id(f"{s.run_id}.t01").status()["state"] == "interrupted"
+    out = run_cli("resume", s.run_id, "--json")  # nothing to resume: the search went on by itself
+    assert out.returncode == 0 and json.loads(out.stdout)["state"] == "running", out.stderr
     os.kill(s.status()["pid"], signal.SIGKILL)
     os.kill(second["pid"], signal.SIGKILL)
     wait_for(lambda: s.run_id in jobs.reconcile() or s.status()["state"] == "interrupted", timeout=30,
