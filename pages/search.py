@@ -73,6 +73,7 @@ with st.expander("New search", expanded=not any(r["kind"] == "search" for r in r
     for name in chosen:
         try:
             specs[name] = range_widget(name, default_spec(name, stage_base))
+            parse_spec(name, specs[name])  # as the user set it: named here, before anything is launched
         except (ConfigError, ValueError) as exc:
             errors.append(str(exc))
     with st.form("search_form"):

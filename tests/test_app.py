@@ -11,7 +11,8 @@ from conftest import ROOT, tiny_config
 from core.training import train_run
 from core.runs import RunDir
 
-PAGES = ["pages/overview.py", "pages/train.py", "pages/runs.py", "pages/transfer.py", "pages/try.py"]
+PAGES = ["pages/overview.py", "pages/train.py", "pages/runs.py", "pages/search.py", "pages/transfer.py",
+         "pages/try.py"]
 
 
 def app(page: str | None = None) -> AppTest:
@@ -630,3 +631,31 @@ def test_curves_keep_their_axes_where_the_quantity_lives():
     _, high = curve_figure({"run": frame.assign(eval_accuracy=[0.99, 1.0])}, "eval_accuracy", "v").layout.yaxis.range
     assert high == 1.01
     assert curve_figure({"run": frame}, "eval_loss", "Validation loss").layout.yaxis.rangemode == "nonnegative"
+
+
+def test_the_search_form_names_a_bad_range_and_launches_nothing(lab_home):
+    at = app("pages/search.py")
+    at.number_input(key="search_learning_rate_low").set_value(0.5).run()  # above its high, 3e-4
+    assert any("--param learning_rate" in e.value and "LOW is above HIGH" in e.value for e in at.error), at.error
+    at.button(key="FormSubmitter:search_form-🔎 Launch search").click().run()
+    assert not at.exception
+    assert not (lab_home / "runs").exists() or not any((lab_home / "runs").iterdir())
+
+
+def test_the_search_page_shows_a_search_s_trials_charts_and_best(reviews_dir, tiny_model, tmp_path):
+    from conftest import run_cli
+    from core import jobs
+
+    (tmp_path / "c.json").write_text(json.dumps(tiny_config(tiny_model, reviews_dir, epochs=3, eval_steps=4).to_dict()))
+    out = run_cli("search", "--config", str(tmp_path / "c.json"), "--param", "learning_rate=1e-4:1e-2:log",
+                  "--param", "batch_size=4,8", "--trials", "3", "--pruner", "none", "--json")
+    search_id = json.loads(out.stdout)["run_id"]
+    assert jobs.wait(search_id, timeout=300)["state"] == "completed"
+    at = app("pages/search.py")
+    assert not at.exception, at.exception
+    trials = at.dataframe[0].value
+    assert trials["trial"].tolist() == [1, 2, 3] and trials["run"].str.contains(f"{search_id}.t0").all()
+    assert {"learning_rate", "batch_size", "eval_accuracy"} <= set(trials.columns)
+    assert len(at.get("plotly_chart")) >= 3  # history, intermediate values, parallel coordinates (+ importances)
+    assert any("Best: trial" in s.value for s in at.success)
+    assert "3 of 3 trials finished" in str(at.get("progress")[0].proto)
