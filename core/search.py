@@ -190,8 +190,9 @@ def make_pruner(name: str):
     import optuna
 
     if name == "median":
-        # Two finished trials to compare against: searches here are a handful of trials, not hundreds.
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        # One finished trial to compare against: searches here are a handful of trials, not hundreds (a trial is
+        # never judged on its first evaluation, below).
+        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
     return optuna.pruners.NopPruner()
@@ -245,6 +246,18 @@ def trial_callback(run: RunDir):
     class Report(TrainerCallback):
         pruned: str | None = None
         reports = 0
+        every = 0  # a pruned search's trial without eval_steps: evaluate this often (steps), or 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            # One evaluation an epoch gives the pruner nothing to compare until a trial is over: a trial that sets
+            # no eval_steps is evaluated (and checkpointed, as eval_steps would) four times an epoch.
+            if cfg.pruner != "none" and args.eval_strategy == "epoch" and state.max_steps >= 8:
+                self.every = max(1, round(state.max_steps / max(args.num_train_epochs, 1) / 4))
+                run.log(f"evaluating every {self.every} steps for the pruner (eval_steps is not set)")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:
+                control.should_evaluate = control.should_save = True
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             value = (metrics or {}).get(key)

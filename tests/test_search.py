@@ -207,3 +207,12 @@ def test_a_target_stage_search_trains_the_source_once(reviews_dir, tiny_model, t
     assert source.status()["state"] == "completed" and source.has_model()
     for t in trial_runs(s):
         assert t.config()["init_from"] == source.run_id and t.config()["dataset"] == pcfg.target.dataset
+
+
+def test_a_trial_without_eval_steps_is_evaluated_four_times_an_epoch_for_the_pruner(reviews_dir, tiny_model, tmp_path):
+    cfg = tiny_config(tiny_model, reviews_dir, epochs=2, batch_size=2, eval_steps=None)  # 32 rows: 16 steps an epoch
+    s = search("--config", config_file(tmp_path, cfg), "--param", "learning_rate=1e-4,1e-3", "--trials", "1")
+    assert jobs.wait(s.run_id, timeout=300)["state"] == "completed"
+    trial = trial_runs(s)[0]
+    assert sorted({m["step"] for m in trial.metrics() if "eval_accuracy" in m}) == [4, 8, 12, 16, 20, 24, 28, 32]
+    assert sorted(int(k) for k in study_of(s.run_id).trials[0].intermediate_values) == [4, 8, 12, 16, 20, 24, 28, 32]
