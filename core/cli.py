@@ -7,8 +7,11 @@
     resume    continue a stopped/interrupted job        runs      list runs
     logs      print or follow a run's log               presets   list presets
     compare   runs side by side                         delete    delete a finished run
-    results   a pipeline's comparison table (--flipped N: the reviews that changed label), a search's trials
+    results   a pipeline's comparison table (--flipped N: the reviews that changed label), a search's trials,
+              a curve's points
     search    an Optuna hyperparameter search, each trial a background run
+    curve     the data-efficiency curve: transfer against a target-only baseline at each label budget
+    export    a model as a self-contained folder with its card (--onnx)   push   that folder to the Hub
 """
 
 from __future__ import annotations
@@ -128,7 +131,8 @@ def cmd_pipeline(args) -> int:
 def _results_json(results: dict, state: str | None) -> dict:
     """`pipeline --json` and `results --json`: one object, the rows in the issue's shape."""
     return {"pipeline_id": results["pipeline_id"], "state": state, "rows": [
-        {k: r[k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n")} for r in results["rows"]],
+        {k: r.get(k) for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n", "ece", "ece_uncalibrated")}
+        for r in results["rows"]],
         "wall_s": results["wall_s"]}
 
 
@@ -141,8 +145,10 @@ def cmd_results(args) -> int:
     pipe = RunDir.find(args.run)
     if pipe.job()["kind"] == "search":
         return _search_results(pipe, args)
+    if pipe.job()["kind"] == "curve":
+        return _curve_results(pipe, args)
     if pipe.job()["kind"] != "pipeline":
-        raise ValueError(f"run: {pipe.run_id} is not a pipeline or a search (the comparison table is a pipeline's; "
+        raise ValueError(f"run: {pipe.run_id} is not a pipeline, search or curve (the comparison table is a pipeline's; "
                          "`compare` puts any runs side by side)")
     state = pipe.status().get("state")
     results = current_results(pipe)
@@ -264,6 +270,40 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_curve(args) -> int:
+    """Queue the data-efficiency curve: the source stage once, then target and baseline stages per budget and seed."""
+    from .curve import CurveConfig
+    from .jobs import launch
+
+    pcfg = build_pipeline_config(args)
+    sized = PRESETS.get(args.preset or "", {}).get("curve", {})  # a preset's budgets and seeds for its machine
+    cfg = CurveConfig(base=pcfg.to_dict(), labels=args.labels or sized.get("labels") or ["100", "400", "1600"],
+                      seeds=args.seeds or sized.get("seeds") or 2, min_steps=args.min_steps, name=args.name or "")
+    run = launch("curve", cfg, args.run_id)
+    _print({"run_id": run.run_id, "run_dir": str(run.path)}, args.json, run.run_id)
+    return 0
+
+
+def _curve_results(job, args) -> int:
+    from .curve import gather
+
+    out = gather(job)
+    out["state"] = job.status().get("state")
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    zs = f", zero-shot {out['zero_shot']:.4f}" if out["zero_shot"] is not None else ""
+    print(f"curve {job.run_id}: {out['state']}{zs} on {out['test'] or 'the target test rows'}")
+    print(f"  {'labels':>8}  {'from the source model':>24}  {'from the pretrained model':>26}")
+    rows = {}
+    for r in out["summary"]:
+        rows.setdefault(r["labels"], {})[r["start"]] = f"{r['mean']:.4f} ({r['min']:.3f}-{r['max']:.3f}, {r['seeds']})"
+    for labels, v in sorted(rows.items()):
+        print(f"  {labels:>8,}  {v.get('transfer', ''):>24}  {v.get('baseline', ''):>26}")
+    print(out["crossover"]["text"])
+    return 0
+
+
 def _search_results(search, args) -> int:
     from .search import results
 
@@ -282,6 +322,24 @@ def _search_results(search, args) -> int:
     if out["best"]:
         print(f"best: {out['best']['run_id']} ({out['metric']} {out['best']['value']:.4f}); "
               f"python -m core presets --from-run {out['best']['run_id']} > best.json")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    out = export(args.run, args.to, onnx=args.onnx)
+    check = (f"; model.onnx matches PyTorch within {out['onnx']['max_abs_diff']:.1e} on {out['onnx']['reviews_checked']} "
+             "reviews") if args.onnx else ""
+    _print(out, args.json, f"{out['run_id']} -> {out['to']} ({len(out['files'])} files{check})")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from .export import push
+
+    url = push(args.run, args.repo, private=args.private)
+    _print({"run_id": args.run, "repo": args.repo, "url": url}, args.json, url)
     return 0
 
 
@@ -539,6 +597,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a label for the search")
     p.add_argument("--run-id")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("curve", help="queue the data-efficiency curve: transfer and baseline at each label budget")
+    _config_args(p)
+    p.add_argument("--labels", type=lambda v: [x for x in v.split(",") if x.strip()], metavar="N,N,...,all",
+                   help="target training reviews per point, half per label (default: the preset's, else 100,400,1600)")
+    p.add_argument("--seeds", type=int, help="samples and seeds per budget (default: the preset's, else 2)")
+    p.add_argument("--min-steps", type=int, default=50, help="optimizer steps a point trains for at least")
+    p.add_argument("--name", help="a label for the curve")
+    p.add_argument("--run-id")
+    p.set_defaults(func=cmd_curve)
+
+    p = sub.add_parser("export", help="a finished run's model as a self-contained folder, with its model card")
+    p.add_argument("run")
+    p.add_argument("--to", required=True, help="a new folder")
+    p.add_argument("--onnx", action="store_true", help="also model.onnx, checked against PyTorch on 100 reviews")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("push", help="upload a finished run's exported model to the Hugging Face Hub")
+    p.add_argument("run")
+    p.add_argument("--repo", required=True, help="USER/NAME or ORG/NAME")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_push)
 
     for name, func, help_ in (("stop", cmd_stop, "stop a running job or cancel a queued one"),
                               ("resume", cmd_resume, "resume a stopped or interrupted job"),

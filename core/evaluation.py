@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import EvalConfig, Reading
+from .config import INFERENCE_FILE, EvalConfig, Reading
 from .data import LABEL_NAMES, Encoder, Examples
 from .runs import RunDir, Terminal, now, write_json_atomic
 
@@ -31,7 +31,7 @@ class Predictor:
     """
 
     def __init__(self, model, tokenizer, reading: Reading | None = None, batch_size: int = 64, name: str = "",
-                 precision: str = "auto"):
+                 precision: str = "auto", temperature: float = 1.0):
         import torch
 
         from .modeling import keep_freed_memory, resolve_precision
@@ -44,6 +44,7 @@ class Predictor:
         self.batch_size = batch_size
         self.tokens_per_batch = TOKENS_PER_BATCH[self.device]
         self.name = name
+        self.temperature = temperature  # fitted on the validation split after training; labels never change
         self._read_as(reading or Reading())
 
     def _read_as(self, reading: Reading) -> None:
@@ -70,7 +71,7 @@ class Predictor:
         fields = {f.name for f in dataclasses.fields(Reading)}
         changes = {k: v for k, v in options.items() if k in fields and v is not None}
         reading = (reading or Reading.load(folder)).replace(**changes)
-        rest = {k: v for k, v in options.items() if k not in fields}
+        rest = {"temperature": saved_temperature(folder), **{k: v for k, v in options.items() if k not in fields}}
         return cls(load_model(str(folder)), load_tokenizer(str(folder)), reading, name=name or folder.name, **rest)
 
     @classmethod
@@ -83,11 +84,12 @@ class Predictor:
         return self.reading.label()
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """P(negative), P(positive) per text, averaged over the windows read (see `read`)."""
-        return self.read(texts)[0]
+        """P(negative), P(positive) per text, averaged over the windows read (see `read`), then calibrated by the
+        model's temperature."""
+        return with_temperature(self.read(texts)[0], self.temperature)
 
     def read(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities per text, and how many of its windows were scored (see `read_windows`)."""
+        """Probabilities per text before calibration, and how many of its windows were scored (`read_windows`)."""
         ids, owner = self.encoder.windows(list(texts), self.reading.windows)
         return read_windows(owner, len(texts), lambda picked: self.score_ids([ids[w] for w in picked]),
                             self.reading.confidence)
@@ -260,14 +262,106 @@ def one_answer_note(metrics: dict[str, Any]) -> str:
             "another learning rate)") if label else ""
 
 
+# ---------------------------------------------------------------------------------------
+# Calibration: how far to trust a probability
+CALIBRATION_BINS = 15
+
+
+def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): temperature scaling of a review's final probabilities. For one window that is exactly
+    softmax(logits / T); for several it scales their average, so the label (the argmax) never changes."""
+    if temperature == 1.0 or not len(probs):
+        return probs
+    logp = np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    out = np.exp(logp)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels."""
+    picked = np.clip(probs[np.arange(len(labels)), labels].astype(np.float64), 1e-12, 1.0)
+    return float(-np.log(picked).mean()) if len(labels) else 0.0
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Expected calibration error over `bins` equal-width bins of confidence (the predicted label's probability;
+    bin i holds confidences in (i/bins, (i+1)/bins], the first also 0), the Brier score of P(positive), the NLL, and
+    the reliability diagram's bins: each non-empty bin's count, mean confidence and accuracy."""
+    labels = np.asarray(labels)
+    if not len(labels):
+        return {"ece": 0.0, "brier": 0.0, "nll": 0.0, "reliability": []}
+    confidence = probs.max(axis=1).astype(np.float64)
+    right = probs.argmax(axis=1) == labels
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    ece, table = 0.0, []
+    for b in range(bins):
+        inside = which == b
+        if not inside.any():
+            continue
+        conf, acc = float(confidence[inside].mean()), float(right[inside].mean())
+        ece += inside.mean() * abs(acc - conf)
+        table.append({"lo": round(b / bins, 4), "hi": round((b + 1) / bins, 4), "n": int(inside.sum()),
+                      "confidence": round(conf, 4), "accuracy": round(acc, 4)})
+    brier = float(np.mean((probs[:, 1].astype(np.float64) - (labels == 1)) ** 2))
+    return {"ece": round(float(ece), 5), "brier": round(brier, 5), "nll": round(nll(probs, labels), 5),
+            "reliability": table}
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T that minimises the NLL of `with_temperature(probs, T)`. The NLL is convex in 1/T, so a
+    ternary search over log(1/T) in [1/20, 20] finds it; T=1 where there is nothing to fit."""
+    labels = np.asarray(labels)
+    if len(labels) < 2 or len(np.unique(labels)) < 2:
+        return 1.0
+    lo, hi = np.log(1 / 20), np.log(20)
+    for _ in range(80):
+        a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        if nll(with_temperature(probs, float(np.exp(-a))), labels) <= nll(with_temperature(probs, float(np.exp(-b))), labels):
+            hi = b
+        else:
+            lo = a
+    return round(float(np.exp(-(lo + hi) / 2)), 4)
+
+
+def saved_temperature(model_dir: str | Path) -> float:
+    from .runs import read_json
+
+    saved = read_json(Path(model_dir) / INFERENCE_FILE, {}) or {}
+    return float((saved.get("calibration") or {}).get("temperature") or 1.0)
+
+
+def calibrate(predictor: Predictor, validation: Examples, model_dir: str | Path) -> dict[str, Any]:
+    """Fit the model's temperature on the validation split (never on test), save it beside the model
+    (`sentiment_lab.json`'s `calibration`), and set it on `predictor`. Returns what was fitted."""
+    from .runs import read_json
+
+    probs, _ = predictor.read(validation.texts)
+    temperature = fit_temperature(probs, validation.labels)
+    fitted = {"temperature": temperature, "fitted_on": validation.source, "n": len(validation),
+              "nll_before": round(nll(probs, validation.labels), 5),
+              "nll_after": round(nll(with_temperature(probs, temperature), validation.labels), 5),
+              "ece_before": calibration(probs, validation.labels)["ece"],
+              "ece_after": calibration(with_temperature(probs, temperature), validation.labels)["ece"]}
+    path = Path(model_dir) / INFERENCE_FILE
+    write_json_atomic(path, {**(read_json(path, {}) or {}), "calibration": fitted})
+    predictor.temperature = temperature
+    return fitted
+
+
 def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None, name: str | None = None) -> dict[str, Any]:
     """Score `examples`; with `run`, save metrics.json and predictions.csv under run/evals/<name>/.
     Where the data has a grouping column (`examples.groups`: Amazon's product domain), also the accuracy
     per group (`group_field`, `by_group`)."""
     t0 = now()
-    probs, reads = predictor.read(examples.texts)
-    preds = probs.argmax(axis=1)
+    raw, reads = predictor.read(examples.texts)
+    probs = with_temperature(raw, predictor.temperature)
+    preds = raw.argmax(axis=1)  # the same as probs'
     metrics = classification_metrics(examples.labels, preds)
+    metrics.update(calibration(probs, examples.labels), temperature=predictor.temperature)
+    if predictor.temperature != 1.0:  # and before the temperature: what calibration changed
+        before = calibration(raw, examples.labels)
+        metrics.update({f"{k}_uncalibrated": before[k] for k in ("ece", "brier", "nll", "reliability")})
     if examples.groups is not None:
         metrics.update(group_field=examples.group_field,
                        by_group=accuracy_by_group(preds == examples.labels, examples.groups))
@@ -282,10 +376,12 @@ def evaluate(predictor: Predictor, examples: Examples, run: RunDir | None = None
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["row", "label", "predicted", "p_positive", "probability", "text"])
+            writer.writerow(["row", "label", "predicted", "p_positive", "probability", "p_positive_uncalibrated",
+                             "text"])
             for i in range(len(examples)):
                 writer.writerow([int(examples.rows[i]), LABEL_NAMES[int(examples.labels[i])], LABEL_NAMES[int(preds[i])],
-                                 round(float(probs[i, 1]), 5), round(float(probs[i].max()), 5), examples.texts[i][:400]])
+                                 round(float(probs[i, 1]), 6), round(float(probs[i].max()), 6),
+                                 round(float(raw[i, 1]), 6), examples.texts[i][:400]])
         metrics["predictions"] = str(folder / "predictions.csv")
         write_json_atomic(folder / "metrics.json", metrics)
     return metrics

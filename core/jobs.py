@@ -83,7 +83,7 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
         # can be seen and deleted, but never as a run that worked.
         config, damaged = {}, "config.json is missing or not valid JSON: a damaged run folder, left as it is"
     status = run.status()
-    if job["kind"] == "search":  # what its trials train: the base settings (a pipeline's stages)
+    if job["kind"] in ("search", "curve"):  # what they train: the base settings (a pipeline's stages)
         config = {**(config.get("base") or {}), "name": config.get("name")}
     pipeline = "source" in config
     source = config.get("source") if pipeline else config
@@ -214,6 +214,12 @@ def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_i
         model_run.require_model()
         preflight_dataset(config.dataset)
         config = EvalConfig.from_dict({**config.to_dict(), "run": model_run.run_id})  # a prefix becomes the id
+    elif kind == "curve":
+        from .curve import check_budgets
+
+        for cfg in (config.pipeline.source, config.pipeline.target):
+            preflight(cfg)
+        check_budgets(config)
     elif kind == "search":
         pcfg = config.pipeline
         for cfg in ([pcfg.source, pcfg.target] if pcfg else [config.stage_config()]):
@@ -221,7 +227,7 @@ def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_i
     else:
         for cfg in ([config.source, config.target] if isinstance(config, PipelineConfig) else [config]):
             preflight(cfg)
-    prefix = kind if kind in ("pipeline", "search") and not config.name else (config.name or kind)
+    prefix = kind if kind in ("pipeline", "search", "curve") and not config.name else (config.name or kind)
     run = RunDir.for_id(run_id or new_run_id(prefix))
     if run.path.exists():
         raise ValueError(f"run: {run.run_id} already exists")
@@ -293,8 +299,10 @@ def dispatch_forever(poll: float = 0.5) -> None:
 
 
 def start_worker(run: RunDir) -> subprocess.Popen:
+    # No pid until the new worker's: a resumed run still holds its dead worker's, and a reconcile in between
+    # (the app, a search) would take the run for dead again.
     run.update_status(state="running", phase="starting", started_at=run.status().get("started_at") or now(),
-                      worker_started_at=now())
+                      worker_started_at=now(), pid=None, pgid=None)
     log = open(run.log_path, "a")
     # A lower CPU priority keeps the app and the terminal responsive while training takes every core.
     proc = subprocess.Popen([sys.executable, "-u", "-m", "core", "_work", run.run_id], cwd=PROJECT_ROOT,

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .config import PipelineConfig, Reading, RunConfig
 from .data import load_test_split
 from .evaluation import Predictor, evaluate, one_answer_note, single_label, single_prediction
+from .export import write_card
 from .runs import STAGES, RunDir, error_line, now, read_json, write_json_atomic
 from .training import train_run
 
@@ -59,6 +60,19 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
     pipe.path.mkdir(parents=True, exist_ok=True)
     if not pipe.config_path.exists():
         pipe.write_config("pipeline", pcfg.to_dict())
+
+    def finish(wall: float) -> dict[str, Any]:
+        results = collect_results(pipe, pcfg, wall)
+        return {"wall_s": results["wall_s"], "metrics": {r["name"]: r["accuracy"] for r in results["rows"]}}
+
+    return run_plan(pipe, pcfg, stage_configs(pcfg, pipe.run_id), _plan(pcfg), finish)
+
+
+def run_plan(pipe: RunDir, pcfg: PipelineConfig, configs: dict[str, RunConfig], plan: list,
+             finish: Callable[[float], dict[str, Any]]) -> dict[str, Any]:
+    """A job of stages, each a run folder `<job>.<stage>` or an evaluation, in order (a pipeline's five, a curve's
+    points): stages already completed are skipped, so a stopped or killed job resumes at the stage where it was.
+    `finish(wall_s)` gives the completed job's last status fields."""
     pipe.stop_flag.unlink(missing_ok=True)
     pipe.mark_worker()
     status = pipe.status()
@@ -67,8 +81,6 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
     wall_before = float(status.get("wall_s") or 0.0)
     pipe.update_status(state="running", started_at=status.get("started_at") or now(), error=None, ended_at=None)
     try:
-        configs = stage_configs(pcfg, pipe.run_id)
-        plan = _plan(pcfg)
         # step / total_steps count stages, so a listing shows a pipeline's progress like a run's.
         done = sum(stages.get(name, {}).get("state") == "completed" for name, _ in plan)
         pipe.update_status(step=done, total_steps=len(plan))
@@ -90,9 +102,8 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
             pipe.update_status(stages=stages, step=done, wall_s=round(wall_before + time.time() - t0, 1))
             reached = f" (accuracy {stages[name]['accuracy']:.4f})" if stages[name].get("accuracy") is not None else ""
             pipe.log(f"stage {name}: completed{reached}")
-        results = collect_results(pipe, pcfg, wall_before + time.time() - t0)
-        return pipe.update_status(state="completed", stage=None, ended_at=now(), wall_s=results["wall_s"],
-                                  metrics={r["name"]: r["accuracy"] for r in results["rows"]})
+        return pipe.update_status(state="completed", stage=None, ended_at=now(),
+                                  **finish(wall_before + time.time() - t0))
     except Exception as exc:
         current = pipe.status().get("stage")
         if current and current in stages:
@@ -139,6 +150,7 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
                                        precision=cfg.precision)
         pipe.update_status(phase=f"evaluating {run.run_id} on {test.source}")
         m = evaluate(predictor, test, run, name=key)
+        write_card(run)  # its card now has this row too
         pipe.log(f"{key}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']} ({m['seconds']:.0f}s)")
         if test.skipped_note():
             pipe.log(test.skipped_note())
@@ -204,7 +216,10 @@ def gather_results(pipe: RunDir, wall_s: float | None = None) -> dict[str, Any]:
         rows.append({"name": name, "run_id": run.run_id, "dataset": dataset, "split": split,
                      "accuracy": round(m["accuracy"], 4), "f1": round(m["f1"], 4), "n": m["n"],
                      "scored_as": scored_as(m), "confusion": m.get("confusion"), "predictions": m.get("predictions"),
-                     "group_field": m.get("group_field"), "by_group": m.get("by_group")})
+                     "group_field": m.get("group_field"), "by_group": m.get("by_group"),
+                     "ece": m.get("ece"), "ece_uncalibrated": m.get("ece_uncalibrated", m.get("ece")),
+                     "brier": m.get("brier"), "temperature": m.get("temperature"),
+                     "reliability": m.get("reliability"), "reliability_uncalibrated": m.get("reliability_uncalibrated")})
     status = pipe.status()
     wall = round(wall_s if wall_s is not None else float(status.get("wall_s") or 0.0), 1)
     return {"pipeline_id": rid, "rows": rows, "wall_s": wall, "created_at": now()}
@@ -257,13 +272,15 @@ def row_warnings(rows: list[dict[str, Any]]) -> list[str]:
 
 def results_markdown(results: dict[str, Any]) -> str:
     lines = [f"# Transfer results: {results['pipeline_id']}", "",
-             "| row | data | scored as | accuracy | F1 | n | vs zero-shot (points) | vs baseline (points) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| row | data | scored as | accuracy | F1 | n | vs zero-shot (points) | vs baseline (points) "
+             "| ECE (raw → calibrated) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
         d_zs, d_bl = row_gaps(r, results["rows"])
+        ece = f"{r['ece_uncalibrated']:.4f} → {r['ece']:.4f}" if r.get("ece") is not None else ""
         lines.append(f"| {ROW_TITLES[r['name']]} | {r['dataset']}:{r['split']} | {r.get('scored_as', '')} "
                      f"| {r['accuracy']:.4f} | {r['f1']:.4f} "
-                     f"| {r['n']} | {d_zs} | {d_bl} |")
+                     f"| {r['n']} | {d_zs} | {d_bl} | {ece} |")
     for warning in row_warnings(results["rows"]):
         lines += ["", f"**Note**: {warning}"]
     by_group = forgetting_by_group(results["rows"])

@@ -213,8 +213,8 @@ class RunDir:
         data = read_json(self.job_path)
         if not isinstance(data, dict):
             data = read_json(self.config_path, {}) or {}
-        return {"kind": data.get("kind") or "train", "parent": data.get("parent"), "stage": data.get("stage"),
-                "trial": data.get("trial"), "trial_id": data.get("trial_id")}
+        job = {"kind": data.get("kind") or "train", "parent": data.get("parent"), "stage": data.get("stage")}
+        return {**job, **{k: data[k] for k in ("trial", "trial_id") if k in data}}
 
     def config(self) -> dict[str, Any]:
         """The settings of config.json (as its dataclass's from_dict takes them)."""

@@ -19,10 +19,11 @@ import numpy as np
 
 from .config import RunConfig
 from .errors import ConfigError
+from .export import write_card
 from .data import Encoder, load_splits, tokenize_cached
-from .evaluation import Predictor, classification_metrics, evaluate, one_answer_note
+from .evaluation import Predictor, calibrate, classification_metrics, evaluate, one_answer_note
 from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
-from .runs import RunDir, Terminal, append_jsonl, now, read_jsonl
+from .runs import RunDir, Terminal, append_jsonl, error_line, now, read_jsonl
 
 
 def _rank() -> int:
@@ -342,21 +343,32 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
         run.log(f"saved the model of {Path(trainer.state.best_model_checkpoint).name}, the best validation accuracy "
                 f"({best_val:.4f}), as {run.model_dir.name}/")
     headline: dict[str, Any] = {"val_accuracy": best_val}
+    # Score the saved folder, not the Trainer's in-memory model: the figures are then for exactly the weights on
+    # disk, and the optimizer state and accelerate's wrappers are gone (faster too).
+    del trainer, model
+    gc.collect()
+    predictor = Predictor.from_folder(run.model_dir, name=run.run_id, batch_size=cfg.eval_batch_size,
+                                      precision=cfg.precision)
+    run.update_status(phase=f"calibrating on {splits.validation.source}")
+    fitted = calibrate(predictor, splits.validation, run.model_dir)
+    headline["temperature"] = fitted["temperature"]
+    run.log(f"calibration: temperature {fitted['temperature']:g} fitted on {fitted['fitted_on']} (n={fitted['n']}): "
+            f"NLL {fitted['nll_before']:.4f} -> {fitted['nll_after']:.4f}, ECE {fitted['ece_before']:.4f} -> "
+            f"{fitted['ece_after']:.4f}")
     if splits.test is not None:
         run.update_status(phase=f"evaluating on {splits.test.source}")
-        # Score the saved folder, not the Trainer's in-memory model: the figure is then for exactly the
-        # weights on disk, and the optimizer state and accelerate's wrappers are gone (faster too).
-        del trainer, model
-        gc.collect()
-        predictor = Predictor.from_folder(run.model_dir, name=run.run_id, batch_size=cfg.eval_batch_size,
-                                          precision=cfg.precision)
         if one_class := splits.test.one_class_note():
             run.log(f"note: {one_class}: test accuracy says how often the model gives that label")
         m = evaluate(predictor, splits.test, run)
-        headline.update(test_accuracy=m["accuracy"], test_f1=m["f1"], test_n=m["n"], test_dataset=m["dataset"])
-        run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}")
+        headline.update(test_accuracy=m["accuracy"], test_f1=m["f1"], test_n=m["n"], test_dataset=m["dataset"],
+                        test_ece=m["ece"])
+        run.log(f"test {m['dataset']}: accuracy {m['accuracy']:.4f} f1 {m['f1']:.4f} n={m['n']}, ECE {m['ece']:.4f}")
         if note := one_answer_note(m):
             run.log(f"note: {note}")
+    try:
+        write_card(run)  # README.md beside the model: a Hugging Face model card of what it measured
+    except Exception as exc:  # a card is a courtesy: never the reason a trained run fails
+        run.log(f"warning: the model card could not be written ({error_line(exc)})")
     status = run.update_status(state="completed", ended_at=now(), metrics=headline)
     if not cfg.keep_checkpoints and run.checkpoints_dir.exists():  # only after "completed": a failure before it resumes
         size = sum(f.stat().st_size for f in run.checkpoints_dir.rglob("*") if f.is_file())

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from .config import EvalConfig, PipelineConfig, RunConfig
+from .curve import CurveConfig, run_curve
 from .evaluation import run_eval
 from .paths import PROJECT_ROOT
 from .pipeline import run_pipeline
@@ -41,11 +42,14 @@ def _work(run: RunDir, config: dict[str, Any], kind: str, resume: bool) -> int:
         if kind == "eval":  # no checkpoints: a resumed evaluation scores again from the start
             run_eval(EvalConfig.from_dict(config), run)
             return 0
+        if kind == "curve":
+            run_curve(CurveConfig.from_dict(config), run, resume=resume)
+            return 0
         if kind == "search":
             run_search(SearchConfig.from_dict(config), run, resume=resume)
             return 0
         cfg = run_config(run)
-        if run.job()["trial"] is not None:
+        if run.job().get("trial") is not None:
             run_trial(run, cfg, resume=resume)
             return 0
         if cfg.num_processes > 1 or cfg.num_machines > 1:

@@ -170,6 +170,59 @@ def confusion_figure(confusion: list[list[int]], title: str) -> go.Figure:
     return fig
 
 
+def reliability_figure(metrics: dict[str, Any], title: str) -> go.Figure:
+    """Confidence against accuracy per bin (the diagonal: a model that is right as often as it says), raw and after
+    the temperature, each bin's count on hover and in its marker's size."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0.5, 1], y=[0.5, 1], mode="lines", line=dict(dash="dot", color="grey"),
+                             name="calibrated", hoverinfo="skip"))
+    curves = [("raw", metrics.get("reliability_uncalibrated"), metrics.get("ece_uncalibrated")),
+              ("with temperature" if metrics.get("reliability_uncalibrated") else "scored", metrics.get("reliability"),
+               metrics.get("ece"))]
+    for name, bins, ece in curves:
+        if not bins:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
+            name=f"{name} (ECE {ece:.3f})", customdata=[b["n"] for b in bins],
+            marker=dict(size=[6 + 14 * (b["n"] / max(x["n"] for x in bins)) ** 0.5 for b in bins]),
+            hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata} reviews<extra></extra>"))
+    fig.update_layout(title=title, height=300, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="confidence",
+                      yaxis_title="accuracy", legend=dict(orientation="h", y=-0.3), xaxis_range=[0.45, 1.02],
+                      yaxis_range=[0, 1.02])
+    return fig
+
+
+def efficiency_figure(results: dict[str, Any]) -> go.Figure:
+    """Accuracy against target labels (log axis): a line per start with its seeds' spread as a band, the zero-shot
+    accuracy as a horizontal line, and where the transfer stops helping."""
+    colours = {"transfer": "#d62728", "baseline": "#1f77b4"}
+    names = {"transfer": "from the source model", "baseline": "from the pretrained model"}
+    fig = go.Figure()
+    for start in ("transfer", "baseline"):
+        rows = sorted((r for r in results["summary"] if r["start"] == start), key=lambda r: r["labels"])
+        if not rows:
+            continue
+        x = [r["labels"] for r in rows]
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=[r["max"] for r in rows] + [r["min"] for r in rows][::-1],
+                                 fill="toself", fillcolor=colours[start], opacity=0.15, line=dict(width=0),
+                                 hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=x, y=[r["mean"] for r in rows], mode="lines+markers", name=names[start],
+                                 line=dict(color=colours[start]), customdata=[[r["min"], r["max"], r["seeds"]] for r in rows],
+                                 hovertemplate="%{x:,} labels: %{y:.4f} (seeds %{customdata[0]:.3f} to "
+                                               "%{customdata[1]:.3f}, %{customdata[2]})<extra></extra>"))
+    if results.get("zero_shot") is not None:
+        fig.add_hline(y=results["zero_shot"], line=dict(dash="dash", color="grey"),
+                      annotation_text=f"zero-shot {results['zero_shot']:.3f}", annotation_position="bottom right")
+    if results["crossover"].get("labels"):
+        fig.add_vline(x=results["crossover"]["labels"], line=dict(dash="dot", color="black"),
+                      annotation_text=f"about {results['crossover']['labels']:,} labels")
+    fig.update_layout(title="Target accuracy against target labels", height=420, xaxis_type="log",
+                      xaxis_title="target training reviews (log scale)", yaxis_title=f"accuracy on {results.get('test')}",
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
 def transfer_figure(rows: list[dict[str, Any]], titles: dict[str, str]) -> go.Figure:
     """The comparison table as bars: the target's three rows side by side (zero-shot, fine-tuned, baseline), the
     source's two (before and after target training), on an axis that starts where the differences are visible."""

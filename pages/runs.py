@@ -7,13 +7,15 @@ import streamlit as st
 
 from core import jobs
 from core.config import PRESETS, EvalConfig
-from core.paths import PROJECT_ROOT, resolve_local
+from core.export import card, export, push
+from core.paths import PROJECT_ROOT, artifacts_root, resolve_local
 from core.evaluation import one_answer_note, single_label, wrong_predictions
 from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, RunDir, compare, read_json, transposed
 from core.tracking import run_link, tracking_on
 from pages.common import (CHARTS, REFRESH_S, RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_figure, duration,
-                          metrics_frame, run_label, run_name, runs_frame, runs_table, show_error, through_router)
+                          metrics_frame, reliability_figure, run_label, run_name, runs_frame, runs_table, show_error,
+                          through_router)
 
 through_router(__file__)
 st.title("Runs")
@@ -148,6 +150,42 @@ def use_elsewhere(run_id: str, run: RunDir) -> None:
                 "print(classify([\"A wonderful film.\", \"Two hours I will never get back.\"], truncation=True))",
                 language="python")
         st.code(f"python -m core predict --run {run_id} \"A wonderful film.\"", language="bash")
+    share(run_id, run)
+
+
+def share(run_id: str, run: RunDir) -> None:
+    """Its model card to read, the export to a folder of one's own, the push to the Hub."""
+    with st.expander("Its model card, export and push to the Hub"):
+        try:
+            text = card(run)  # as of now: evaluations made since training are in it
+        except Exception as exc:  # noqa: BLE001 - a folder from an older version: say it, keep the page
+            show_error(exc)
+            return
+        st.download_button("The card (README.md)", text, f"{run_id}-README.md", "text/markdown",
+                           key=f"card_dl_{run_id}", icon=":material/download:")
+        with st.container(height=300):
+            st.markdown(text.split("---", 2)[-1])  # the body; the YAML front matter is for the Hub
+        c1, c2 = st.columns(2)
+        with c1.form(f"export_{run_id}"):
+            to = st.text_input("Export to (a new folder)", value=str(artifacts_root() / "exports" / run_id),
+                               key=f"export_to_{run_id}")
+            with_onnx = st.checkbox("Also ONNX (checked against PyTorch on 100 reviews)", key=f"export_onnx_{run_id}")
+            if st.form_submit_button("📦 Export"):
+                try:
+                    with st.spinner("Exporting…"):
+                        out = export(run_id, to, onnx=with_onnx)
+                    st.success(f"Exported to {out['to']}: {', '.join(out['files'])}")
+                except ValueError as exc:
+                    show_error(exc)
+        with c2.form(f"push_{run_id}"):
+            repo = st.text_input("Hub repository (USER/NAME)", key=f"push_repo_{run_id}")
+            private = st.checkbox("Private", value=True, key=f"push_private_{run_id}")
+            if st.form_submit_button("⬆️ Push to the Hub"):
+                try:
+                    with st.spinner("Uploading…"):
+                        st.success(f"Pushed: {push(run_id, repo.strip(), private=private)}")
+                except ValueError as exc:
+                    show_error(exc)
 
 
 def eval_result(run_id: str, run: RunDir) -> None:
@@ -183,6 +221,7 @@ def evaluations(run_id: str, run: RunDir) -> None:
     jobs that scored it, each job's figures read from its own folder."""
     def line(m: dict, by: str, dataset: str | None = None, job: str | None = None) -> dict:
         return {"data": m.get("dataset") or dataset, "accuracy": m.get("accuracy"), "f1": m.get("f1"), "n": m.get("n"),
+                "ECE": m.get("ece"), "ECE raw": m.get("ece_uncalibrated"),
                 "scored as": f"{m['max_length']} tokens, {m.get('windows', 1)} window(s)" if m.get("max_length") else "",
                 "by": by, "job": f"/runs?run={job}" if job else ""}  # blank, not "None"
 
@@ -205,7 +244,16 @@ def evaluations(run_id: str, run: RunDir) -> None:
         st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key=f"evals_{run_id}",
                      column_config={"accuracy": st.column_config.NumberColumn(format="%.4f"),
                                     "f1": st.column_config.NumberColumn(format="%.4f"),
+                                    "ECE": st.column_config.NumberColumn(format="%.4f"),
+                                    "ECE raw": st.column_config.NumberColumn(format="%.4f"),
                                     "job": st.column_config.LinkColumn(display_text=r"run=(.*)$")})
+        with_rel = [(name, m) for name, m in own.items() if m.get("reliability")]
+        if with_rel:
+            with st.expander("Reliability diagrams: how far to trust its probabilities"):
+                cols = st.columns(min(3, len(with_rel)))
+                for i, (name, m) in enumerate(with_rel):
+                    cols[i % len(cols)].plotly_chart(reliability_figure(m, m.get("dataset") or name), width="stretch",
+                                                     key=f"rel_{run_id}_{name}")
 
 
 def eval_jobs(run_ids: list[str]) -> list[str]:

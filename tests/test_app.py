@@ -45,7 +45,7 @@ def test_every_page_loads_with_a_run(page, finished_run):
 def test_runs_page_shows_the_runs_curves_and_status(finished_run):
     at = app("pages/runs.py")
     assert finished_run.run_id in at.multiselect(key="runs_selected").value
-    assert len(at.get("plotly_chart")) == 5
+    assert len(at.get("plotly_chart")) == 6  # five curves, and the test split's reliability diagram
     assert any(finished_run.run_id in str(m.value) and "✅" in str(m.value) for m in at.markdown)
     assert "step 4/4" in str(at.get("progress")[0].proto)
     assert any("Validation is scored once per epoch unless `eval_steps` is set" in c.value for c in at.caption)
@@ -659,3 +659,22 @@ def test_the_search_page_shows_a_search_s_trials_charts_and_best(reviews_dir, ti
     assert len(at.get("plotly_chart")) >= 3  # history, intermediate values, parallel coordinates (+ importances)
     assert any("Best: trial" in s.value for s in at.success)
     assert "3 of 3 trials finished" in str(at.get("progress")[0].proto)
+
+
+def test_the_transfer_page_draws_a_curve_with_its_crossover(reviews_dir, tiny_model, tmp_path):
+    from conftest import run_cli, tiny_pipeline
+    from core import jobs
+
+    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model)
+    (tmp_path / "pipe.json").write_text(json.dumps(pcfg.to_dict()))
+    out = run_cli("curve", "--config", str(tmp_path / "pipe.json"), "--labels", "8,16", "--seeds", "1",
+                  "--min-steps", "4", "--json")
+    curve_id = json.loads(out.stdout)["run_id"]
+    assert jobs.wait(curve_id, timeout=300)["state"] == "completed"
+    at = app("pages/transfer.py")
+    assert not at.exception, at.exception
+    assert any("transfer" in m.value and ("helps" in m.value or "labels" in m.value) for m in at.markdown)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any("Target accuracy against target labels" in str(c["layout"].get("title")) for c in charts)
+    table = at.dataframe[0].value
+    assert table["labels"].tolist() == [8, 8, 16, 16] and set(table["seeds"]) == {1}

@@ -274,6 +274,34 @@ def test_a_search_from_the_search_page_grows_without_a_reload(server, page, lab,
     no_exception(page)
 
 
+def test_the_data_efficiency_curve_in_the_browser(server, page, lab, tiny_model, tmp_path):
+    from conftest import run_cli, tiny_pipeline
+
+    home, data = lab
+    pcfg = tiny_pipeline(tmp_path, data, tiny_model)
+    (tmp_path / "pipe.json").write_text(json.dumps(pcfg.to_dict()))
+    env = {"SENTIMENT_LAB_HOME": str(home / "artifacts")}
+    out = run_cli("curve", "--config", str(tmp_path / "pipe.json"), "--labels", "8,16", "--seeds", "2",
+                  "--min-steps", "4", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    curve_id = json.loads(out.stdout)["run_id"]
+    page.goto(f"{server}/transfer?curve={curve_id}")
+    settle(page)
+    page.get_by_role("tab", name="What transfer buys: the data-efficiency curve").click()
+    # live while it runs: the chart appears and fills in without a reload
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                           ".some(p => (p.layout?.title?.text || '').includes('Target accuracy against'))",
+                           timeout=300_000)
+    deadline = time.time() + 300
+    while time.time() < deadline and plot_points(page, "Target accuracy against") < 2 * 2 + 2 * 4:
+        page.wait_for_timeout(1000)  # two lines of two budgets, and their bands (four corners each)
+    assert plot_points(page, "Target accuracy against") >= 12
+    page.get_by_text("labels the transfer no longer helps").or_(page.get_by_text("budget measured")).first.wait_for(
+        timeout=60_000)
+    no_exception(page)
+    shot(page, "curve-in-the-browser")
+
+
 def test_a_page_reopened_after_a_restart_comes_with_the_router(tmp_path, browser):
     """A freshly started server whose first visitor asks for /runs?run=X (a tab reopened after a restart).
 

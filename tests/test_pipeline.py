@@ -51,7 +51,8 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     assert table.stdout.startswith("# Transfer results: p1\n") and "| Target-only baseline | target:test |" in table.stdout
     as_json = json.loads(run_cli("results", "p1", "--json", "--flipped", "2").stdout)
     assert as_json["state"] == "completed" and [r["name"] for r in as_json["rows"]] == list(ROW_NAMES)
-    assert as_json["rows"][2] == {k: by["target_finetuned"][k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n")}
+    assert as_json["rows"][2] == {k: by["target_finetuned"][k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1",
+                                                                        "n", "ece", "ece_uncalibrated")}
     assert len(as_json["flipped"]) == min(2, as_json["flipped_total"])
     assert (pipe.path / "results.json").stat().st_mtime_ns == written
     logs = run_cli("logs", "p1").stdout  # the pipeline's log, then each stage's
