@@ -414,7 +414,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "offline-quick": {
         "description": "MiniLM on ../shared/data, sized for the whole pipeline in minutes on 2 CPU cores.",
         # `python -m core curve --preset offline-quick`: under an hour on 2 CPU cores (docs/experiments.md).
-        "curve": {"labels": ["100", "300", "1000", "3000", "all"], "seeds": 3},
+        "curve": {"labels": ["100", "300", "1000", "3000", "all"], "seeds": 2},
         "source": dict(model="minilm-offline", dataset=_AMAZON_LOCAL, text_fields=["title", "content"],
                        validation_size=100, max_length=16, head_fraction=0.5, eval_max_length=128,
                        truncation="head_tail", freeze_embeddings=True, epochs=1, batch_size=16, eval_batch_size=64,

@@ -180,7 +180,11 @@ def crossover(summary: list[dict[str, Any]]) -> dict[str, Any]:
         return {"labels": None, "helps": None, "text": "no budget has both lines yet"}
     gaps = [g for _, g in pairs]
     if all(g > 0 for g in gaps):
-        return {"labels": None, "helps": "all", "text": "the transfer helps at every budget measured"}
+        top = pairs[-1][0]
+        spread = max((r["max"] - r["min"] for r in summary if r["labels"] == top and "max" in r), default=0.0)
+        note = (f" (at {top:,} labels by {gaps[-1] * 100:+.2f} points, within the seeds' spread of "
+                f"{spread * 100:.2f})" if gaps[-1] <= spread else "")
+        return {"labels": None, "helps": "all", "text": f"the transfer helps at every budget measured{note}"}
     if all(g <= 0 for g in gaps):
         return {"labels": None, "helps": "none", "text": "the transfer helps at no budget measured"}
     if gaps[-1] > 0:  # not at some budget, but again at the largest: no point past which it stops

@@ -263,7 +263,9 @@ def trial_callback(run: RunDir):
             value = (metrics or {}).get(key)
             if value is None or not math.isfinite(value):
                 return
-            trial.report(float(value), state.global_step)
+            # The pruner compares trials at the same step: with evaluations four times an epoch, the quarter-epoch
+            # they end, so that trials of other batch sizes and epochs line up; else the step itself.
+            trial.report(float(value), round((state.epoch or 0) * 4) if self.every else state.global_step)
             self.reports += 1
             # Never on the first evaluation: early in the warmup every trial looks alike, and a slow starter with
             # a smaller learning rate would be cut before it shows what it does.
