@@ -256,7 +256,9 @@ def trial_callback(run: RunDir):
                 run.log(f"evaluating every {self.every} steps for the pruner (eval_steps is not set)")
 
         def on_step_end(self, args, state, control, **kwargs):
-            if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:
+            # not at the last quarter of an epoch: the Trainer evaluates its end itself
+            if (self.every and state.global_step % self.every == 0 and round((state.epoch or 0) * 4) % 4
+                    and state.global_step < state.max_steps):
                 control.should_evaluate = control.should_save = True
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
