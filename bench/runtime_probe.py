@@ -2,7 +2,6 @@
 same stop-at-p), through PyTorch, ONNX Runtime fp32 and ONNX Runtime dynamic int8; one JSON line each
 with seconds, accuracy and the share of labels that differ from PyTorch's.
 
-    pip install onnx onnxruntime        # not a dependency of the project: only this probe needs them
     python bench/runtime_probe.py --run PIPELINE.target --rows 20000:21000
 
 Rows are IMDB *train* rows no offline-quick stage trains on, so the probe never reads the test split.
@@ -61,11 +60,6 @@ def main() -> int:
     ap.add_argument("--split", default="train")
     ap.add_argument("--rows", default="20000:21000", help="a:b, rows of the split")
     args = ap.parse_args()
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        print("error: this probe needs onnx and onnxruntime (pip install onnx onnxruntime)", file=sys.stderr)
-        return 2
 
     from core.data import load_eval_examples
     from core.evaluation import Predictor

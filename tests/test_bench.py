@@ -68,17 +68,6 @@ def test_source_sweep_refuses_a_bad_setting_in_one_line(bad, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
-def test_runtime_probe_says_what_it_needs_when_onnxruntime_is_missing():
-    import importlib.util
-
-    if importlib.util.find_spec("onnxruntime") is not None:
-        pytest.skip("onnxruntime is installed here: the probe would run")
-    out = subprocess.run([sys.executable, "bench/runtime_probe.py", "--run", "any"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, env=dict(os.environ))
-    assert out.returncode == 2
-    assert out.stderr.strip() == "error: this probe needs onnx and onnxruntime (pip install onnx onnxruntime)"
-
-
 def test_window_confidence_replays_both_ways_of_averaging(tmp_path, reviews_dir, tiny_model):
     """bench/window_confidence.py: one scoring pass, every threshold replayed, windows combined by mean probability
     (core's rule) or mean log-odds. With one window per review the two are the same reading."""
