@@ -53,10 +53,6 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{artifacts_root() / 'mlflow.db'}"
 
 
-def local_store() -> bool:
-    return tracking_uri().startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI")
-
-
 def ui_url() -> str:
     """Where the MLflow UI for this store answers: the server itself, or `make mlflow`'s address."""
     uri = tracking_uri()
@@ -295,11 +291,11 @@ def mirrored(run: RunDir, every: float | None = None) -> Iterator[None]:
 
 
 def _stages(run: RunDir) -> list[RunDir]:
-    """The folders this run's own process writes besides its own: a pipeline's stages (a search's trials are
-    separate workers that mirror themselves)."""
-    if run.job()["kind"] != "pipeline":
-        return []
-    return [RunDir(p) for p in sorted(run.path.parent.glob(f"{run.run_id}.*")) if p.is_dir()]
+    """The folders this run's own process writes besides its own: a pipeline's or a curve's stages (a search's
+    trials are separate workers that mirror themselves)."""
+    from .jobs import children
+
+    return children(run) if run.job()["kind"] in ("pipeline", "curve") else []
 
 
 # ---------------------------------------------------------------------------------------
