@@ -24,7 +24,7 @@ from typing import Any
 from .config import PipelineConfig, RunConfig, Settings, _coerce, _field_type, field_kind, setting
 from .errors import ConfigError
 from .paths import studies_url
-from .runs import ACTIVE_STATES, TERMINAL_STATES, RunDir, error_line, now, read_json, write_json_atomic
+from .runs import TERMINAL_STATES, RunDir, error_line, now, read_json, write_json_atomic
 
 METRICS = {"eval_accuracy": "maximize", "eval_f1": "maximize", "eval_loss": "minimize", "transfer": "maximize"}
 PRUNERS = ("median", "hyperband", "none")
@@ -412,8 +412,8 @@ def run_search(cfg: SearchConfig, search: RunDir, resume: bool = False, poll: fl
                         stopping and mine[t.number].status().get("state") == "stopped"):
                     _tell(study, mine[t.number], cfg, search)
             trials = study.get_trials(deepcopy=False)
-            active = [mine[t.number] for t in trials if t.state == TrialState.RUNNING and t.number in mine
-                      and mine[t.number].status().get("state") in ACTIVE_STATES]
+            # every trial not yet told: queued, training, or trained and still scoring (metric=transfer)
+            active = [mine[t.number] for t in trials if t.state == TrialState.RUNNING and t.number in mine]
             counts = _counts(trials)
             _write_status(search, study, cfg, counts)
             if stopping:

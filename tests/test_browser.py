@@ -270,7 +270,9 @@ def test_a_search_from_the_search_page_grows_without_a_reload(server, page, lab,
     page.get_by_role("link", name="Train with the best settings").click()
     settle(page)
     page.get_by_text("Filled in with the settings of").wait_for(timeout=30_000)
-    assert page.get_by_label("Source dataset", exact=True).input_value() == str(data)
+    from playwright.sync_api import expect
+
+    expect(page.get_by_label("Source dataset", exact=True)).to_have_value(str(data), timeout=30_000)
     no_exception(page)
 
 
