@@ -377,6 +377,9 @@ def cmd_runs(args) -> int:
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
+    from .backends import describe, summary
+
+    print(summary(describe()))
     print(f"{'run':54} {'kind':8} {'state':11} {'progress':>10}  accuracy")
     for r in rows:
         progress = f"{r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
@@ -486,6 +489,30 @@ def cmd_dispatch(args) -> int:
 
     dispatch_forever()
     return 0
+
+
+def cmd_send(args) -> int:
+    """`dispatch`: make sure a dispatcher starts (local) or sends (ray) the queued runs; a Ray cluster that does not
+    answer is said at once, and the runs stay queued."""
+    from .backends import RayCluster, backend_name, describe, submitted, summary
+    from .jobs import ensure_dispatcher, queued_runs
+
+    if backend_name() == "ray":
+        RayCluster.from_env().nodes()
+    ensure_dispatcher()
+    waiting = [r.run_id for r in queued_runs() if not submitted(r.status())]
+    info = describe()
+    _print({**info, "queued": waiting}, args.json,
+           summary(info) + (f"\nqueued, to start or send: {', '.join(waiting)}" if waiting else ""))
+    return 0
+
+
+def cmd_backend(args) -> int:
+    from .backends import describe, summary
+
+    info = describe()
+    _print(info, args.json, summary(info))
+    return 0 if "error" not in info else 1
 
 
 def cmd_work(args) -> int:
@@ -631,6 +658,14 @@ def parser() -> argparse.ArgumentParser:
         if name == "stop":
             p.add_argument("--timeout", type=float, default=120.0, help="seconds before signals are sent")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("backend", help="where queued runs run: local, or a Ray cluster (address, free resources)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backend)
+
+    p = sub.add_parser("dispatch", help="start or send the queued runs now (after a Ray cluster was unreachable)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("runs", help="list runs (dead workers are marked interrupted)")
     p.add_argument("--json", action="store_true")

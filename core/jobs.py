@@ -6,6 +6,8 @@
     worker  -> (core/worker.py) trains / runs the pipeline / searches, writes the run folder
     stop    -> STOP flag (the Trainer callback ends after the current step and checkpoints),
                then SIGTERM / SIGKILL to the worker's process group if it does not end in time
+    backend -> (core/backends.py) `local` starts workers itself; `ray` sends each to a Ray cluster as a job, and
+               Ray's view of a job answers where the folder cannot (a worker on another node)
     reconcile -> a run whose worker is gone becomes `interrupted`, never `running` forever
 
 The folders are the truth. runs.db (SQLite, WAL) is an index rebuilt from them when missing or corrupt.
@@ -26,14 +28,12 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from .backends import (ClusterUnreachable, RayCluster, backend_name, max_concurrent, ray_verdict,
+                       submitted)
 from .config import EvalConfig, PipelineConfig, RunConfig
 from .paths import PROJECT_ROOT, artifacts_root, studies_url
 from .runs import (ACTIVE_STATES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
-
-
-def max_concurrent() -> int:
-    return max(1, int(os.environ.get("SENTIMENT_LAB_MAX_CONCURRENT", "1")))
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,20 +187,40 @@ def worker_alive(status: dict[str, Any]) -> bool | None:
 
 
 def reconcile() -> list[str]:
-    """Mark runs whose worker died (kill -9, OOM, reboot) as interrupted. Returns their ids."""
-    fixed = []
+    """Mark runs whose worker died (kill -9, OOM, reboot, a Ray node or cluster lost) as interrupted, and runs Ray
+    could not start as failed. Returns their ids."""
+    fixed, requeued = [], False
     for run in iter_runs():
         status = run.status()
-        if status.get("state") not in ("running", "stopping"):
+        state = status.get("state")
+        if state == "queued" and submitted(status):  # sent to Ray, its worker not started yet
+            verdict = ray_verdict(status)
+            if verdict and verdict[0] == "never started":  # e.g. Ray's start timeout while the cluster was full
+                run.update_status(submitted_at=None, phase="queued again")
+                run.log(f"{verdict[1]}; queued again")
+                requeued = True
+            elif verdict and verdict[0] == "ended":  # its worker never took the run: the node could not start it
+                run.update_status(state="failed", error=verdict[1], ended_at=now())
+                run.log(f"reconciled: {verdict[1]}")
+                fixed.append(run.run_id)
             continue
-        if worker_alive(status) is False:
-            reason = f"worker process {status.get('pid')} ended without finishing (killed, out of memory or reboot)"
-            if status.get("state") == "stopping":
+        if state not in ("running", "stopping"):
+            continue
+        alive = worker_alive(status)
+        reason = f"worker process {status.get('pid')} ended without finishing (killed, out of memory or reboot)"
+        if alive is not True and status.get("ray_job"):  # on another node, or dead here: Ray says more
+            verdict = ray_verdict(status)
+            if verdict and verdict[0] != "alive":
+                alive, reason = False, verdict[1]
+        if alive is False:
+            if state == "stopping":
                 run.update_status(state="stopped", error=None, ended_at=now())
             else:
                 run.update_status(state="interrupted", error=reason, ended_at=now())
             run.log(f"reconciled: {reason}")
             fixed.append(run.run_id)
+    if requeued:
+        ensure_dispatcher()
     return fixed
 
 
@@ -239,7 +259,10 @@ def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_i
 
 
 def launch(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_id: str | None = None) -> RunDir:
-    """Queue a run and make sure a dispatcher will start it; returns at once."""
+    """Queue a run and make sure a dispatcher will start it; returns at once. With the ray backend, a cluster that
+    does not answer, or has no node big enough for the run, is one line and nothing is queued."""
+    if backend_name() == "ray":
+        RayCluster.from_env().admit(kind, config.to_dict())
     run = create_run(kind, config, run_id)
     ensure_dispatcher()
     return run
@@ -273,10 +296,14 @@ def active_workers() -> list[RunDir]:
             and worker_alive(r.status())]
 
 
-def dispatch_forever(poll: float = 0.5) -> None:
-    """Run the queue until it is empty. Only one dispatcher per artifacts folder holds the lock."""
+def dispatch_forever(poll: float = 0.5, give_up: float = 60.0) -> None:
+    """Run the queue until every queued run is started (local) or sent to the cluster (ray). Only one dispatcher
+    per artifacts folder holds the lock. With ray, a cluster that stays unreachable for `give_up` seconds leaves
+    its runs queued, for the next launch, resume or `python -m core dispatch`, or for the local backend."""
     lock_path = artifacts_root() / "queue.lock"
     children: list[subprocess.Popen] = []
+    ray = backend_name() == "ray"
+    unreachable_since = None
     while True:
         with open(lock_path, "a+") as lock:
             try:
@@ -286,15 +313,35 @@ def dispatch_forever(poll: float = 0.5) -> None:
             while True:
                 children = [c for c in children if c.poll() is None]  # reap finished workers
                 reconcile()
-                waiting = queued_runs()
+                queued = queued_runs()
+                waiting = [r for r in queued if not submitted(r.status())]
                 if not waiting:
                     break
-                if len(active_workers()) < max_concurrent():
-                    children.append(start_worker(waiting[0]))
+                if not ray:
+                    if len(active_workers()) < max_concurrent():
+                        children.append(start_worker(waiting[0]))
+                # One run of ours waiting in Ray's own queue at a time: Ray fails a job left pending for 15
+                # minutes, and the runs behind it are better off here, where stop and the order are ours.
+                elif not any(submitted(r.status()) for r in queued):
+                    try:
+                        RayCluster.from_env().submit(waiting[0])
+                        unreachable_since = None
+                    except ClusterUnreachable as exc:
+                        if unreachable_since is None:
+                            unreachable_since = time.time()
+                            for r in waiting:
+                                r.update_status(phase=f"not sent yet: {exc}")
+                            waiting[0].log(f"not sent yet: {exc}")
+                        if time.time() - unreachable_since > give_up:
+                            break
+                        time.sleep(5)
+                    except ValueError as exc:  # refused by the cluster as it is now (a node gone, Ray missing)
+                        waiting[0].update_status(state="failed", error=str(exc), ended_at=now())
+                        waiting[0].log(f"error: {exc}")
                 time.sleep(poll)
             fcntl.flock(lock, fcntl.LOCK_UN)
         # A launch that raced our exit queued its run after our last look but found the lock taken.
-        if not queued_runs():
+        if unreachable_since is not None or not any(not submitted(r.status()) for r in queued_runs()):
             return
 
 
@@ -322,6 +369,11 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
     status = run.status()
     state = status.get("state")
     if state == "queued":
+        if submitted(status):  # waiting in Ray's queue: its worker would find the run cancelled and do nothing
+            try:
+                RayCluster.from_env(status.get("ray_address")).stop_job(status["ray_job"])
+            except ValueError:
+                pass
         return run.update_status(state="cancelled", ended_at=now())
     if state not in ("running", "stopping"):
         raise ValueError(f"run: {run.run_id} is {state}, not running or queued")
@@ -337,6 +389,7 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
             break
         time.sleep(0.5)
     else:
+        _stop_job(run, grace)
         _signal_group(run.status(), signal.SIGTERM)
         end = time.time() + grace
         while time.time() < end and worker_alive(run.status()):
@@ -346,6 +399,20 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
             time.sleep(0.5)
     reconcile()
     return run.status()
+
+
+def _stop_job(run: RunDir, grace: float) -> None:
+    """A run on a Ray cluster: Ray signals its worker on whatever node it runs."""
+    status = run.status()
+    if not status.get("ray_job") or status.get("state") in TERMINAL_STATES:
+        return
+    try:
+        RayCluster.from_env(status.get("ray_address")).stop_job(status["ray_job"])
+    except ValueError:
+        return  # unreachable: the signals below still reach a worker on this machine
+    end = time.time() + grace
+    while time.time() < end and run.status().get("state") not in TERMINAL_STATES:
+        time.sleep(0.5)
 
 
 def children(run: RunDir) -> list[RunDir]:
@@ -385,6 +452,8 @@ def resume(run_id: str) -> RunDir:
         return run  # a search that lost a trial goes on by itself to its number of finished trials
     if state not in ("stopped", "interrupted", "failed"):
         raise ValueError(f"run: {run.run_id} is {state}; only stopped, interrupted or failed runs resume")
+    if backend_name() == "ray":
+        RayCluster.from_env().admit(run.job()["kind"], run.config())
     run.stop_flag.unlink(missing_ok=True)
     run.update_status(state="queued", resume=True, queued_at=now(), ended_at=None, error=None)
     run.log("resume requested")

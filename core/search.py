@@ -364,11 +364,13 @@ def _tell(study, run: RunDir, cfg: SearchConfig, search: RunDir) -> str | None:
 
 
 def run_search(cfg: SearchConfig, search: RunDir, resume: bool = False, poll: float = 1.0) -> dict[str, Any]:
-    """The search's worker: keep up to SENTIMENT_LAB_MAX_CONCURRENT trials queued or running until `trials` have
+    """The search's worker: keep up to SENTIMENT_LAB_MAX_CONCURRENT trials (on a Ray cluster, as many as it holds)
+    queued or running until `trials` have
     finished (completed or pruned), telling the study each result. Never trains anything itself."""
     from optuna.trial import TrialState
 
-    from .jobs import ensure_dispatcher, max_concurrent, reconcile
+    from .backends import concurrent_trials
+    from .jobs import ensure_dispatcher, reconcile
 
     search.stop_flag.unlink(missing_ok=True)
     search.mark_worker()
@@ -376,6 +378,12 @@ def run_search(cfg: SearchConfig, search: RunDir, resume: bool = False, poll: fl
                          total_steps=cfg.trials, error=None, ended_at=None)
     study = open_study(search.run_id, cfg)
     dims = parse_space(cfg.space)
+    try:  # SENTIMENT_LAB_MAX_CONCURRENT, or on a Ray cluster as many as its nodes hold
+        at_once = concurrent_trials(cfg.stage_config().num_processes)
+    except ValueError as exc:
+        at_once = 1
+        search.log(f"one trial at a time: {exc}")
+    search.log(f"trials at once: {at_once}")
     if not study.trials:  # trial 1 is the base settings, where the space holds them: what the others must beat
         base = cfg.stage_config()
         start = {d.name: getattr(base, d.name) for d in dims if d.holds(getattr(base, d.name))}
@@ -431,7 +439,7 @@ def run_search(cfg: SearchConfig, search: RunDir, resume: bool = False, poll: fl
                                    f"{_last_error(search)})")
             else:
                 queued = False
-                while len(active) < max_concurrent() and counts["finished"] + len(active) < cfg.trials:
+                while len(active) < at_once and counts["finished"] + len(active) < cfg.trials:
                     active.append(queue_trial(search, study, cfg, dims, init_from))
                     queued = True
                 if queued:

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
 from .config import EvalConfig, PipelineConfig, RunConfig
@@ -26,12 +28,54 @@ def work(run_id: str) -> int:
     """The worker's body: run what config.json says, in this process (or under accelerate launch), mirrored
     into MLflow while it runs."""
     run = RunDir.for_id(run_id)
+    if job := os.environ.get("SENTIMENT_LAB_RAY_JOB"):
+        if not _claim(run, job):
+            return 0
+        threading.Thread(target=_watch_cluster, args=(run, job), daemon=True, name="ray-watch").start()
     config, kind = run.config(), run.job()["kind"]
     resume = bool(run.status().get("resume"))
     run.update_status(resume=False, worker_started_at=run.status().get("worker_started_at") or now())
     _install_sigterm(run)
     with mirrored(run):
         return _work(run, config, kind, resume)
+
+
+def _claim(run: RunDir, job: str) -> bool:
+    """A Ray job takes its run only if the run still waits for that job: not if it was cancelled meanwhile, or
+    started by another backend, or queued again and sent as a newer job."""
+    status = run.status()
+    if status.get("state") != "queued" or status.get("ray_job") != job:
+        print(f"{run.run_id} is {status.get('state')} (job {status.get('ray_job')}): nothing for job {job} to do")
+        return False
+    run.update_status(state="running", phase="starting", started_at=status.get("started_at") or now())
+    run.mark_worker()
+    return True
+
+
+def _watch_cluster(run: RunDir, job: str, every: float = 5.0, patience: float = 60.0) -> None:
+    """A Ray job's worker outlives its cluster when the head dies (Ray's own watcher goes with it): ended here as
+    `interrupted` once the cluster forgets the job (restarted) or stays unreachable for `patience` seconds, so that
+    no worker trains on for a cluster that will never report it, and `resume` starts from the last checkpoint."""
+    from .backends import ClusterUnreachable, RayCluster
+
+    cluster, lost_since = RayCluster.from_env(), None
+    while True:
+        time.sleep(every)
+        try:
+            info, lost_since = cluster.job(job), None
+            if info is not None:
+                continue
+            reason = f"the Ray cluster at {cluster.address} no longer knows job {job} (the cluster was restarted)"
+        except ClusterUnreachable as exc:
+            lost_since = lost_since or time.time()
+            if time.time() - lost_since < patience:
+                continue
+            reason = f"{exc} for {patience:.0f} s"
+        if run.status().get("state") in TERMINAL_STATES:
+            return
+        run.update_status(state="interrupted", error=reason, ended_at=now())
+        run.log(f"interrupted: {reason}")
+        os._exit(75)
 
 
 def _work(run: RunDir, config: dict[str, Any], kind: str, resume: bool) -> int:
