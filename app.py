@@ -6,6 +6,8 @@ import os
 
 import streamlit as st
 
+from core import jobs
+from core.backends import describe, submitted, summary
 from core.config import OFFLINE_DATA
 from core.modeling import device_summary
 from core.paths import hub_reachable, resolve_local
@@ -47,6 +49,7 @@ def sidebar(pages: list) -> None:
                    + (", ".join(info["models"]) or "none"))
         tracking()
         st.markdown("### Queue")
+        backend()
         busy = bool(active_runs())
         st.fragment(queue, run_every=REFRESH_S if busy else None)()  # live while something runs
 
@@ -59,6 +62,29 @@ def tracking() -> None:
                         + (f"Set by SENTIMENT_LAB_TRACKING={forced}." if forced else "`make mlflow` shows them."))
     if not forced and on != tracking_on():
         set_tracking(on)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def cluster(backend: str | None, address: str | None) -> dict:  # cached per backend and address
+    return describe()
+
+
+def backend() -> None:
+    """Where queued runs go: this machine, or a Ray cluster (its address and what it has free)."""
+    info = cluster(os.environ.get("SENTIMENT_LAB_BACKEND"), os.environ.get("RAY_ADDRESS"))
+    text = summary(info).removeprefix("backend: ")
+    if "error" in info:
+        st.warning(f"Runs go to **{info['backend']}**: {info['error']}")
+    else:
+        st.caption(f"Runs go to {text}")
+    unsent = [r for r in jobs.queued_runs() if not submitted(r.status())] if info["backend"] == "ray" else []
+    if unsent and st.button(f"Send {len(unsent)} queued run(s) to the cluster", key="send_queued",
+                            help="Runs queued while the cluster could not be reached wait here until sent."):
+        try:
+            jobs.send_queued()
+            cluster.clear()
+        except ValueError as exc:
+            st.error(str(exc))
 
 
 def active_runs() -> list[dict]:

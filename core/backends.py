@@ -22,6 +22,7 @@ import sys
 from typing import Any
 from urllib.parse import urlparse
 
+from .errors import ConfigError
 from .paths import PROJECT_ROOT, artifacts_root
 from .runs import RunDir, now
 
@@ -211,8 +212,8 @@ class RayCluster:
     def admit(self, kind: str, config: dict[str, Any]) -> dict[str, float]:
         """The resources a run will ask for, or a one-line refusal where no node of the cluster has them."""
         if kind != "search" and _machines(kind, config) > 1:
-            raise ValueError("num_machines: a run across machines uses accelerate's own launcher; with the ray "
-                             "backend, train on one node (num_processes GPUs)")
+            raise ConfigError("num_machines", "a run across machines uses accelerate's own launcher; with the ray "
+                                              "backend, train on one node (num_processes GPUs)")
         nodes = self.nodes()
         if not nodes:
             raise ClusterUnreachable(f"the Ray cluster at {self.address} has no live node yet (just started? try "
@@ -223,8 +224,8 @@ class RayCluster:
             has = largest["total"].get(resource, 0)
             if wanted > has:
                 where = f"its largest node, {largest['ip']}, has {_num(has)}"
-                raise ValueError(f"num_processes: this run asks for {_num(wanted)} {resource}(s) on one node, and "
-                                 f"the Ray cluster at {self.address} cannot give that: {where}")
+                raise ConfigError("num_processes", f"this run asks for {_num(wanted)} {resource}(s) on one node, "
+                                                   f"and the Ray cluster at {self.address} cannot give that: {where}")
         return request
 
     # -- jobs --------------------------------------------------------------------------------------

@@ -492,15 +492,10 @@ def cmd_dispatch(args) -> int:
 
 
 def cmd_send(args) -> int:
-    """`dispatch`: make sure a dispatcher starts (local) or sends (ray) the queued runs; a Ray cluster that does not
-    answer is said at once, and the runs stay queued."""
-    from .backends import RayCluster, backend_name, describe, submitted, summary
-    from .jobs import ensure_dispatcher, queued_runs
+    from .backends import describe, summary
+    from .jobs import send_queued
 
-    if backend_name() == "ray":
-        RayCluster.from_env().nodes()
-    ensure_dispatcher()
-    waiting = [r.run_id for r in queued_runs() if not submitted(r.status())]
+    waiting = [r.run_id for r in send_queued()]
     info = describe()
     _print({**info, "queued": waiting}, args.json,
            summary(info) + (f"\nqueued, to start or send: {', '.join(waiting)}" if waiting else ""))

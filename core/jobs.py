@@ -277,6 +277,15 @@ def ensure_dispatcher() -> None:
                          env={**os.environ, "SENTIMENT_LAB_HOME": str(root)})
 
 
+def send_queued() -> list[RunDir]:
+    """Make sure a dispatcher starts (local) or sends (ray) the queued runs, as after a Ray cluster came back; a
+    cluster that does not answer is said at once. Returns the queued runs not yet started or sent."""
+    if backend_name() == "ray":
+        RayCluster.from_env().nodes()
+    ensure_dispatcher()
+    return [r for r in queued_runs() if not submitted(r.status())]
+
+
 def queued_runs() -> list[RunDir]:
     runs = [r for r in iter_runs() if r.status().get("state") == "queued"]  # stages are never queued themselves
     return sorted(runs, key=lambda r: (r.status().get("queued_at") or 0, r.run_id))

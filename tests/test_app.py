@@ -678,3 +678,14 @@ def test_the_transfer_page_draws_a_curve_with_its_crossover(reviews_dir, tiny_mo
     assert any("Target accuracy against target labels" in str(c["layout"].get("title")) for c in charts)
     table = at.dataframe[0].value
     assert table["labels"].tolist() == [8, 8, 16, 16] and set(table["seeds"]) == {1}
+
+
+def test_the_sidebar_says_where_runs_go(monkeypatch):
+    at = app()
+    assert any(c.value.startswith("Runs go to local (this machine") for c in at.sidebar.caption)
+    monkeypatch.setenv("SENTIMENT_LAB_BACKEND", "ray")
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:9")  # nothing listens there
+    at = app()
+    assert not at.exception
+    warning = " ".join(w.value for w in at.sidebar.warning)
+    assert "Runs go to **ray**" in warning and ("127.0.0.1:9 cannot be reached" in warning or "setup-ray" in warning)

@@ -1,5 +1,5 @@
 """core's modules import one another one way only: errors <- paths <- runs <- config <- data <- modeling <-
-evaluation <- export <- training <- pipeline <- curve <- jobs <- search, tracking <- worker <- cli, with no cycle (imports inside
+evaluation <- export <- training <- pipeline <- curve <- backends <- jobs <- search, tracking <- worker <- cli, with no cycle (imports inside
 functions count too), and never streamlit."""
 
 import ast

@@ -7,86 +7,32 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
 
+from bench.ray_cluster import RAY, Cluster, free_port
 from conftest import ROOT, run_cli, tiny_config
 from core.runs import RunDir, read_jsonl
 from test_jobs import wait_for
 
 pytest.importorskip("ray.job_submission", reason="the ray backend's tests need `make setup-ray`")
-RAY = Path(sys.executable).with_name("ray")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ray_jobs(address: str) -> list[dict]:
+    """Every job the cluster knows, as `ray job list` lists them (its output is Python's repr of the same
+    JobDetails that the SDK returns, so the SDK's are read; the listing must name each of them)."""
+    from ray.job_submission import JobSubmissionClient
 
-
-class Cluster:
-    """A one-node Ray cluster in a process group of its own, so that stopping it stops nobody else's Ray."""
-
-    def __init__(self, tmp: Path):
-        self.log = tmp / "ray.log"
-        self.ports = {"--port": free_port(), "--dashboard-port": free_port(), "--ray-client-server-port": free_port(),
-                      "--dashboard-agent-listen-port": free_port()}
-        self.address = f"http://127.0.0.1:{self.ports['--dashboard-port']}"
-        self.proc = None
-
-    def start(self) -> "Cluster":
-        args = [str(RAY), "start", "--head", "--block", "--num-cpus", "2", "--dashboard-host", "127.0.0.1",
-                "--min-worker-port", "0", "--max-worker-port", "0", "--disable-usage-stats"]
-        args += [str(x) for kv in self.ports.items() for x in kv]
-        self.proc = subprocess.Popen(args, stdout=open(self.log, "a"), stderr=subprocess.STDOUT, start_new_session=True)
-
-        def ready():  # the dashboard answers, and knows the node's resources (a few seconds later)
-            try:
-                with urllib.request.urlopen(f"{self.address}/api/cluster_status", timeout=2) as r:
-                    return json.load(r)["data"]["clusterStatus"]["loadMetricsReport"]["usageByNode"]
-            except (OSError, ValueError, KeyError, TypeError):
-                assert self.proc.poll() is None, self.log.read_text()[-2000:]
-                return None
-
-        wait_for(ready, timeout=90, what="the Ray cluster")
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # `ray start --block` drains and stops the node's processes
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-    def crash(self) -> None:
-        """The head node dies at once (no draining): its job drivers are left running without it."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def env(self) -> dict[str, str]:
-        return {"SENTIMENT_LAB_BACKEND": "ray", "RAY_ADDRESS": self.address}
-
-    def jobs(self) -> list[dict]:
-        """Every job the cluster knows, as `ray job list` lists them (its output is Python's repr of the same
-        JobDetails that the SDK returns, so the SDK's are read; the listing must name each of them)."""
-        from ray.job_submission import JobSubmissionClient
-
-        out = subprocess.run([str(RAY), "job", "list", "--address", self.address], capture_output=True, text=True,
-                             timeout=60)
-        assert out.returncode == 0, out.stderr
-        jobs = [{"submission_id": j.submission_id, "status": j.status.value, "metadata": j.metadata,
-                 "start_time": j.start_time} for j in JobSubmissionClient(self.address).list_jobs()]
-        assert all(f"submission_id='{j['submission_id']}'" in out.stdout for j in jobs)
-        return jobs
+    out = subprocess.run([str(RAY), "job", "list", "--address", address], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    jobs = [{"submission_id": j.submission_id, "status": j.status.value, "metadata": j.metadata,
+             "start_time": j.start_time} for j in JobSubmissionClient(address).list_jobs()]
+    assert all(f"submission_id='{j['submission_id']}'" in out.stdout for j in jobs)
+    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +102,7 @@ def test_three_minilm_runs_complete_as_ray_jobs_through_stop_and_kill_9(ray_env,
         assert steps == sorted(set(steps)) and steps[-1] == run.status()["total_steps"] == 120  # each step once
 
     # Ray ran them: one job per start, the resumed runs' first jobs stopped or failed, every last one succeeded.
-    jobs = [j for j in ray_env.jobs() if (j.get("metadata") or {}).get("lab_run_id")]
+    jobs = [j for j in ray_jobs(ray_env.address) if (j.get("metadata") or {}).get("lab_run_id")]
     by_run = {}
     for j in sorted(jobs, key=lambda j: j["start_time"]):
         by_run.setdefault(j["metadata"]["lab_run_id"], []).append(j["status"])
@@ -184,7 +130,7 @@ def test_a_search_sends_its_trials_through_ray(ray_env, tiny_model, reviews_dir,
     assert s.status()["state"] == "completed", s.log_path.read_text()[-3000:]
     trials = [RunDir.for_id(f"{s.run_id}.t0{i}") for i in range(1, 5)]
     assert all(t.status()["ray_job"] and t.status()["state"] in ("completed", "pruned") for t in trials)
-    sent = {(j.get("metadata") or {}).get("lab_run_id") for j in ray_env.jobs()}
+    sent = {(j.get("metadata") or {}).get("lab_run_id") for j in ray_jobs(ray_env.address)}
     assert {s.run_id, *(t.run_id for t in trials)} <= sent
     assert "trials at once: 2" in s.log_path.read_text()  # two 1-CPU trials fit the 2-CPU cluster
 
@@ -230,7 +176,7 @@ def test_a_cluster_restarted_under_a_run_leaves_it_interrupted_and_resume_comple
     out = run_cli("stop", other.run_id, "--timeout", "0")  # its worker is stopped through Ray, not by pid
     assert out.returncode == 0, out.stderr
     assert other.status()["state"] == "stopped"
-    assert next(j["status"] for j in ray_env.jobs() if j["submission_id"] == other.status()["ray_job"]) == "STOPPED"
+    assert next(j["status"] for j in ray_jobs(ray_env.address) if j["submission_id"] == other.status()["ray_job"]) == "STOPPED"
 
     out = run_cli("resume", run.run_id)
     assert out.returncode == 0, out.stderr
@@ -290,3 +236,19 @@ def test_without_ray_installed_the_ray_backend_says_what_to_install(tmp_path):
     env["SENTIMENT_LAB_BACKEND"] = "local"  # the local backend needs no Ray
     out = subprocess.run([sys.executable, "-c", code, "backend"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert out.returncode == 0 and out.stdout.startswith("backend: local")
+
+
+def test_the_app_shows_the_cluster_and_sends_what_waited_for_it(ray_env, tiny_model, reviews_dir):
+    from streamlit.testing.v1 import AppTest
+
+    from core.jobs import create_run
+
+    run = create_run("train", tiny_config(tiny_model, reviews_dir))  # queued while nothing sent it
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert any(f"Runs go to ray at {ray_env.address} (1 node(s); free:" in c.value and "of 2 CPUs" in c.value
+               for c in at.sidebar.caption), [c.value for c in at.sidebar.caption]
+    at.sidebar.button(key="send_queued").click().run()
+    assert not at.exception
+    wait_for(lambda: run.status().get("state") == "completed", timeout=180, what="the run sent from the app")
+    assert run.status()["ray_job"]
