@@ -25,8 +25,9 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 
 setup-ray: $(VENV)/.ray-installed
 
+# On any address but 127.0.0.1 the app asks for sign-in (docs/sharing.md); NO_AUTH=1 shares it without, on purpose.
 run: setup
-	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m core app --host $(HOST) --port $(PORT) $(if $(NO_AUTH),--no-auth)
 
 test: setup
 	$(PY) -m pytest -q

@@ -7,15 +7,63 @@ import os
 import streamlit as st
 
 from core import jobs
+from core.auth import Throttle, check_password, sign_in_mode
 from core.backends import describe, submitted, summary
 from core.config import OFFLINE_DATA
 from core.modeling import device_summary
 from core.paths import hub_reachable, resolve_local
 from core.runs import ACTIVE_STATES
 from core.tracking import set_tracking, tracking_on, tracking_uri
-from pages.common import PAGES, REFRESH_S, ROUTED_KEY, STATE_ICONS, WANTED_KEY, runs_table
+from pages.common import PAGES, ROUTED_KEY, STATE_ICONS, WANTED_KEY, live, runs_table
 
 st.set_page_config(page_title="Sentiment Transfer Lab", page_icon="🔁", layout="wide")
+
+
+@st.cache_resource
+def failed_sign_ins() -> Throttle:  # one per server: every session's failures count against their client
+    return Throttle()
+
+
+def sign_in() -> str:
+    """On any address but 127.0.0.1, nothing of the lab until the visitor has signed in (core/auth.py decides how).
+    Returns who is signed in ("" where nobody needs to)."""
+    try:
+        mode = sign_in_mode(st.get_option("server.address") or "0.0.0.0")  # no address: every interface
+    except ValueError as exc:  # a server started around `python -m core app`, shared with nobody asked
+        st.error(str(exc), icon="🔒")
+        st.session_state.pop(ROUTED_KEY, None)
+        st.stop()
+    if mode in ("none", "open"):
+        return ""
+    if mode == "oidc":
+        if st.user.is_logged_in:
+            return str(st.user.get("email") or st.user.get("name") or "signed in")
+        st.title("Sentiment Transfer Lab")
+        st.button("Sign in", on_click=st.login, type="primary", key="oidc_sign_in")
+        st.session_state.pop(ROUTED_KEY, None)  # a page run on its own goes through here again (through_router)
+        st.stop()
+    if st.session_state.get("signed_in"):
+        return "password"
+    st.title("Sentiment Transfer Lab")
+    with st.form("sign_in"):
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        if st.form_submit_button("Sign in", type="primary"):
+            ip = st.context.ip_address  # None behind some proxies: their visitors then share one count
+            if check_password(password, ip if isinstance(ip, str) else "unknown", failed_sign_ins()):
+                st.session_state["signed_in"] = True
+                st.rerun()
+            st.error("Wrong password.", icon="🔒")
+    st.session_state.pop(ROUTED_KEY, None)
+    st.stop()
+
+
+def sign_out(who: str) -> None:
+    st.caption(f"Signed in: {who}" if who != "password" else "Signed in with the lab's password")
+    if st.button("Sign out", key="sign_out"):
+        if who == "password":
+            st.session_state.pop("signed_in", None)
+            st.rerun()
+        st.logout()
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -34,7 +82,7 @@ def machine() -> dict:
     return info
 
 
-def sidebar(pages: list) -> None:
+def sidebar(pages: list, who: str) -> None:
     info = machine()
     with st.sidebar:
         for p in pages:  # our own links: Streamlit's automatic list would also show pages/common.py
@@ -51,7 +99,9 @@ def sidebar(pages: list) -> None:
         st.markdown("### Queue")
         backend()
         busy = bool(active_runs())
-        st.fragment(queue, run_every=REFRESH_S if busy else None)()  # live while something runs
+        live(queue, busy)()  # live while something runs
+        if who:
+            sign_out(who)
 
 
 def tracking() -> None:
@@ -101,6 +151,7 @@ def queue() -> None:
                      query_params={"run": r["id"]}, help=f"{r['id']}: {r['state']}")
 
 
+who = sign_in()
 pages = [st.Page(file, title=title, icon=icon, url_path=url, default=not url) for file, title, icon, url in PAGES]
 page = st.navigation(pages, position="hidden")
 st.session_state[ROUTED_KEY] = True  # pages check it: see pages.common.through_router
@@ -109,5 +160,5 @@ if wanted is not None and wanted[0] != page.url_path:
     target = next((p for p in pages if p.url_path == wanted[0]), None)
     if target is not None:
         st.switch_page(target, query_params=wanted[1])
-sidebar(pages)
+sidebar(pages, who)
 page.run()

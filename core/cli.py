@@ -27,6 +27,7 @@ from typing import Any
 
 from .config import (PRECISIONS, PRESETS, TRUNCATIONS, PipelineConfig, RunConfig, load_config_file, load_preset,
                      settings_help)
+from .paths import PROJECT_ROOT
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -484,6 +485,21 @@ def cmd_mlflow_ui(args) -> int:
     os.execv(cmd[0], cmd)
 
 
+def cmd_app(args) -> int:
+    """The Streamlit app, once sign-in is settled for the address it will listen on (core/auth.py)."""
+    from .auth import NO_AUTH_ENV, sign_in_mode
+
+    mode = sign_in_mode(args.host, no_auth=args.no_auth)
+    env = {**os.environ, NO_AUTH_ENV: "1" if mode == "open" else ""}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "app.py"), "--server.address", args.host,
+           "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    said = {"none": "this machine only", "oidc": "sign-in with st.login (.streamlit/secrets.toml)",
+            "password": "sign-in with the password in SENTIMENT_LAB_PASSWORD", "open": "NO sign-in (--no-auth)"}
+    print(f"Sentiment Transfer Lab on http://{args.host}:{args.port} · {said[mode]}", flush=True)
+    os.chdir(PROJECT_ROOT)
+    os.execve(cmd[0], cmd, env)
+
+
 def cmd_dispatch(args) -> int:
     from .jobs import dispatch_forever
 
@@ -694,6 +710,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mlflow-sync", help="mirror every run folder into MLflow (missing or behind), idempotently")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_mlflow_sync)
+
+    p = sub.add_parser("app", help="start the app (make run): sign-in required on any address but 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every network)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--no-auth", action="store_true",
+                   help="share on a non-loopback address without sign-in (anyone who reaches it can use the lab)")
+    p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("mlflow-ui", help="the MLflow UI over the lab's tracking store (make mlflow)")
     p.add_argument("--host", default="127.0.0.1")

@@ -508,11 +508,17 @@ def text_columns(frame) -> list[str]:
 
 def save_upload(name: str, data: bytes) -> Path:
     """Keep an uploaded dataset under artifacts/uploads/, named by content, so runs can point at it."""
-    read_table_bytes(name, data)  # refuse what the worker could not read
     digest = hashlib.sha256(data).hexdigest()[:12]
     folder = artifacts_root() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{Path(name).stem[:40]}-{digest}{Path(name).suffix.lower()}"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(name).stem).strip("-")[:40] or "upload"  # never a path from a name
+    target = folder / f"{stem}-{digest}{Path(name).suffix.lower()}"
     if not target.exists():
-        target.write_bytes(data)
+        read_table_bytes(name, data)  # refuse what the worker could not read
+        tmp = target.with_name(f".{target.name}.part")  # a full disk leaves no half file that looks saved
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return target

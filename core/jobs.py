@@ -31,7 +31,7 @@ from typing import Any
 from .backends import (ClusterUnreachable, RayCluster, backend_name, max_concurrent, ray_verdict,
                        submitted)
 from .config import EvalConfig, PipelineConfig, RunConfig
-from .paths import PROJECT_ROOT, artifacts_root, studies_url
+from .paths import PROJECT_ROOT, artifacts_root, runs_root, studies_url
 from .runs import (ACTIVE_STATES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
 
@@ -129,13 +129,18 @@ def sync_index() -> None:
 
 
 def list_runs(reconcile_first: bool = True) -> list[dict[str, Any]]:
-    """Every run, newest first, a pipeline's stages right after it, with dead workers already reconciled."""
-    if reconcile_first:
-        reconcile()
+    """Every run, newest first, a pipeline's stages right after it, with dead workers already reconciled. Cheap
+    enough for every refresh of every tab: the index rereads only changed folders, and only the runs it lists as
+    active are checked for a dead worker."""
     sync_index()
     with closing(_connect()) as conn:
         conn.row_factory = sqlite3.Row
         rows = [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC")]
+    if reconcile_first and reconcile([r["id"] for r in rows if r["state"] in ACTIVE_STATES]):
+        sync_index()
+        with closing(_connect()) as conn:
+            conn.row_factory = sqlite3.Row
+            rows = [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC")]
     for r in rows:
         r["metrics"] = json.loads(r["metrics"] or "{}")
         r.pop("status_mtime", None)
@@ -186,11 +191,11 @@ def worker_alive(status: dict[str, Any]) -> bool | None:
         return False
 
 
-def reconcile() -> list[str]:
+def reconcile(run_ids: list[str] | None = None) -> list[str]:
     """Mark runs whose worker died (kill -9, OOM, reboot, a Ray node or cluster lost) as interrupted, and runs Ray
-    could not start as failed. Returns their ids."""
+    could not start as failed. Looks at every run, or only at `run_ids`. Returns the ids it changed."""
     fixed, requeued = [], False
-    for run in iter_runs():
+    for run in iter_runs() if run_ids is None else [RunDir.for_id(i) for i in run_ids]:
         status = run.status()
         state = status.get("state")
         if state == "queued" and submitted(status):  # sent to Ray, its worker not started yet
@@ -354,17 +359,31 @@ def dispatch_forever(poll: float = 0.5, give_up: float = 60.0) -> None:
             return
 
 
+def lower_priority(nice: int = 5) -> None:
+    """A lower CPU priority keeps the app and the terminal responsive while training takes every core. Where the
+    kernel groups processes by session (autogroup), a nice value only ranks processes within their session, and a
+    worker has a session of its own: the session's group is lowered too."""
+    os.nice(nice)
+    try:
+        Path("/proc/self/autogroup").write_text(str(nice))
+    except OSError:  # no autogroup here (or not allowed): the nice value alone applies
+        pass
+
+
 def start_worker(run: RunDir) -> subprocess.Popen:
     # No pid until the new worker's: a resumed run still holds its dead worker's, and a reconcile in between
     # (the app, a search) would take the run for dead again.
     run.update_status(state="running", phase="starting", started_at=run.status().get("started_at") or now(),
                       worker_started_at=now(), pid=None, pgid=None)
     log = open(run.log_path, "a")
-    # A lower CPU priority keeps the app and the terminal responsive while training takes every core.
+    env = {**os.environ, "SENTIMENT_LAB_HOME": str(artifacts_root()), "PYTHONUNBUFFERED": "1"}
+    if "OMP_NUM_THREADS" not in os.environ and max_concurrent() > 1:
+        # Runs side by side share the cores: each taking all of them, their threads wait on one another at every
+        # step (docs/experiments.md, "The app under load").
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max_concurrent()))
     proc = subprocess.Popen([sys.executable, "-u", "-m", "core", "_work", run.run_id], cwd=PROJECT_ROOT,
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=lambda: os.nice(5),
-                            env={**os.environ, "SENTIMENT_LAB_HOME": str(artifacts_root()), "PYTHONUNBUFFERED": "1"})
+                            preexec_fn=lower_priority, env=env)
     log.close()
     run.update_status(pid=proc.pid, pgid=proc.pid, host=socket.gethostname())
     return proc
@@ -485,6 +504,10 @@ def delete(run_id: str) -> None:
         raise ValueError(f"run: {', '.join(needing)} still need the model of {run.run_id} (to start, resume or score "
                          "it); cancel or delete them first, or let them finish")
     kind = run.job()["kind"]
+    root = runs_root().resolve()
+    for r in targets:  # a folder right under runs/, never a link out of it
+        if r.path.is_symlink() or r.path.resolve().parent != root:
+            raise ValueError(f"run: {r.run_id} is not a folder of {root}; nothing deleted")
     for r in targets:
         shutil.rmtree(r.path, ignore_errors=True)
     if kind == "search":  # its study goes with it

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +100,13 @@ def cpu_bf16_instructions() -> list[str]:
 def device_summary() -> dict:
     """What the sidebar and `status.json` say about the machine."""
     import psutil
-    import torch
 
     info = {"device": "cpu", "cpu_count": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "cpu_bf16": cpu_bf16_instructions()}
+    if "torch" not in sys.modules and not Path("/proc/driver/nvidia").exists() and not shutil.which("nvidia-smi"):
+        return info  # no NVIDIA driver: no CUDA, and no 2 s of importing torch before an app's first page is drawn
+    import torch
+
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info.update(device="cuda", gpu=props.name, gpu_count=torch.cuda.device_count(),

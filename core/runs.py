@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,9 @@ STATES = ACTIVE_STATES + TERMINAL_STATES
 STAGES = ("source", "target", "baseline")  # a pipeline's training stages, each a run folder <pipeline id>.<stage>
 JOB_KEYS = ("kind", "parent", "stage")  # run.json's; folders written before it kept them in config.json
 # run.json of a search's trial also has `trial` and `trial_id`: its number and id in the search's Optuna study
+
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def now() -> float:
@@ -83,8 +89,53 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return []
+    return _records(text.splitlines())
+
+
+class MetricsTail:
+    """metrics.jsonl files as frames, each read once and then only for the lines appended since the last read: a
+    100,000-line log costs its new lines per refresh, not half a second. Shared by every caller in the process
+    (the app's sessions and fragments); the frames returned are shared too, so callers copy before changing one."""
+
+    _files: "dict[str, tuple[int, int, Any]]" = {}  # path -> (inode, bytes consumed, frame)
+    _lock = threading.Lock()
+    keep = 64  # files held; the least recently read is dropped first
+
+    @classmethod
+    def frame(cls, path: Path):
+        import pandas as pd
+
+        key = str(path)
+        try:
+            stat = os.stat(key)
+        except FileNotFoundError:
+            with cls._lock:
+                cls._files.pop(key, None)
+            return pd.DataFrame()
+        with cls._lock:
+            inode, offset, frame = cls._files.pop(key, (stat.st_ino, 0, pd.DataFrame()))
+            if inode != stat.st_ino or stat.st_size < offset:  # replaced or cut short: read it again from the start
+                inode, offset, frame = stat.st_ino, 0, pd.DataFrame()
+            if stat.st_size > offset:
+                with open(key, "rb") as fh:
+                    fh.seek(offset)
+                    data = fh.read(stat.st_size - offset)
+                complete = data[:data.rfind(b"\n") + 1]  # a line still being written waits for its newline
+                offset += len(complete)
+                records = _records(complete.decode("utf-8", errors="replace").splitlines())
+                if records:
+                    new = pd.DataFrame(records)
+                    frame = new if frame.empty else pd.concat([frame, new], ignore_index=True)
+            cls._files[key] = (inode, offset, frame)
+            while len(cls._files) > cls.keep:
+                cls._files.pop(next(iter(cls._files)))
+            return frame
+
+
+def _records(lines: Sequence[str]) -> list[dict[str, Any]]:
+    """The JSON objects among `lines`; a broken line (a power cut mid-write) is passed over."""
     records = []
-    for line in text.splitlines():
+    for line in lines:
         line = line.strip()
         if not line:
             continue
@@ -143,14 +194,16 @@ class RunDir:
 
     @classmethod
     def for_id(cls, run_id: str) -> "RunDir":
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id or ""):
-            raise ValueError(f"run: {run_id!r} is not a valid run id")
+        """The folder of a run id, always a folder right under runs/: an id from a URL, a form or the command line
+        with a `/`, a NUL or `..` (`/runs?run=../../x`) is no run, whatever is at that path."""
+        if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
+            raise ValueError(f"run: no such run {str(run_id)[:80]!r} (a run id is letters, digits, '.', '_' and '-')")
         return cls(runs_root() / run_id)
 
     @classmethod
     def find(cls, ref: str) -> "RunDir":
-        """A run id, a unique id prefix, or a path to a run folder."""
-        if ref and Path(ref).is_dir() and (Path(ref) / "config.json").exists():
+        """A run id, a unique id prefix, or a path to a run folder of this lab (nothing outside runs/)."""
+        if ref and "/" in str(ref) and Path(ref).is_dir() and Path(ref).resolve().parent == runs_root().resolve():
             return cls(Path(ref).resolve())
         run = cls.for_id(ref)
         if run.path.is_dir():
@@ -190,7 +243,14 @@ class RunDir:
         if status.get("state") in TERMINAL_STATES:
             status["phase"] = None  # what a worker is doing ends with it, however the run ended
         status["updated_at"] = now()
-        write_json_atomic(self.status_path, status)
+        try:
+            write_json_atomic(self.status_path, status)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # A full disk has no room for the temporary copy; in place, the file reuses its own blocks. A reader
+            # that catches it half-written sees no status for a moment (read_json), never a traceback.
+            self.status_path.write_text(json.dumps(status, indent=2, default=str), encoding="utf-8")
         return status
 
     def mark_worker(self) -> None:
@@ -260,17 +320,45 @@ class RunDir:
             fh.write(line + "\n")
         Terminal.say(f"{line[:11]}{self.run_id}: {message}")
 
-    def fail(self, exc: BaseException) -> dict[str, Any]:
-        """The worker's last word on an error: the traceback in log.txt, its first line in status.json."""
+    def fail(self, exc: BaseException, full: bool | None = None) -> dict[str, Any]:
+        """The worker's last word on an error: the traceback in log.txt, its first line in status.json. On a full
+        disk (`full`: as found before room was made; else looked at now) the log may not take it; the status must."""
         import traceback
 
-        self.log("".join(traceback.format_exception(exc)))
-        return self.update_status(state="failed", error=error_line(exc), ended_at=now())
+        try:
+            self.log("".join(traceback.format_exception(exc)))
+        except OSError:
+            pass
+        full = disk_full(exc, self.path) if full is None else full
+        return self.update_status(state="failed", error=error_line(exc, full=full), ended_at=now())
 
 
-def error_line(exc: BaseException) -> str:
-    """The first line of an error's message (its type when it has none): what status.json and the UI show."""
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def disk_full(exc: BaseException, where: Path | None = None) -> bool:
+    """ENOSPC anywhere in the error's chain, as an OSError or in the words of a library that wraps it (safetensors:
+    `StorageFull`), or, where a library's words hide it (torch.save: "unexpected pos"), almost no room left at
+    `where` as the error arrives."""
+    if where is not None:
+        try:
+            if shutil.disk_usage(where).free < 4 * 2**20:
+                return True
+        except OSError:
+            pass
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if any(mark in str(exc) for mark in ("No space left on device", "StorageFull", "code: 28")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def error_line(exc: BaseException, full: bool | None = None) -> str:
+    """The first line of an error's message (its type when it has none): what status.json and the UI show; a full
+    disk (`full`, or found in the error) is said first, whatever words the error had for it."""
+    line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"disk full: no space left on device ({line[:160]})" if full or disk_full(exc) else line
 
 
 # ---------------------------------------------------------------------------------------
@@ -339,9 +427,12 @@ def _cell(value: Any) -> Any:
 
 
 def iter_runs() -> Iterator[RunDir]:
-    for p in sorted(runs_root().iterdir(), reverse=True):
-        if p.is_dir() and not p.name.startswith("."):
-            yield RunDir(p)
+    """Every run folder, newest first (scandir: whether an entry is a folder comes with the listing, no stat each)."""
+    root = runs_root()
+    with os.scandir(root) as entries:
+        names = sorted((e.name for e in entries if not e.name.startswith(".") and e.is_dir()), reverse=True)
+    for name in names:
+        yield RunDir(root / name)
 
 
 def _pgid() -> int | None:

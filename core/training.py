@@ -23,7 +23,7 @@ from .export import write_card
 from .data import Encoder, load_splits, tokenize_cached
 from .evaluation import Predictor, calibrate, classification_metrics, evaluate, one_answer_note
 from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
-from .runs import RunDir, Terminal, append_jsonl, error_line, now, read_jsonl
+from .runs import RunDir, Terminal, append_jsonl, disk_full, error_line, now, read_json, read_jsonl
 
 
 def _rank() -> int:
@@ -122,9 +122,23 @@ def compute_metrics(eval_pred) -> dict[str, float]:
     return {"accuracy": m["accuracy"], "f1": m["f1"]}
 
 
+def complete_checkpoint(folder: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a checkpoint whose state reads and whose weights are there was
+    written whole. A full disk or a power cut mid-save leaves one that is not."""
+    return isinstance(read_json(folder / "trainer_state.json"), dict) and any(folder.glob("*.safetensors"))
+
+
 def latest_checkpoint(run: RunDir) -> Path | None:
-    ckpts = [p for p in run.checkpoints_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    ckpts = [p for p in run.checkpoints_dir.glob("checkpoint-*") if complete_checkpoint(p)]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+
+
+def drop_incomplete_checkpoints(run: RunDir) -> list[str]:
+    """Remove the checkpoints a failed save left half-written (the room they took is what a full disk lacks)."""
+    dropped = [p for p in run.checkpoints_dir.glob("checkpoint-*") if p.is_dir() and not complete_checkpoint(p)]
+    for p in dropped:
+        shutil.rmtree(p, ignore_errors=True)
+    return [p.name for p in dropped]
 
 
 def _rewind_metrics(run: RunDir, step: int) -> None:
@@ -210,7 +224,11 @@ def train_run(cfg: RunConfig, run: RunDir, resume: bool = False, callbacks: list
         raise
     except Exception as exc:  # the run folder must say what went wrong, then the caller decides
         if main:
-            run.fail(exc)
+            full = disk_full(exc, run.path)
+            dropped = drop_incomplete_checkpoints(run) if full else []  # makes room for the status that says so
+            run.fail(exc, full=full)
+            if dropped:
+                run.log(f"removed the half-written {', '.join(dropped)}; resume starts from the last whole checkpoint")
         raise
     return result
 
@@ -313,6 +331,8 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(type("BarOnly", (ProgressCallback,), {"on_log": lambda self, *a, **k: None}))
 
+    if resume and main:
+        drop_incomplete_checkpoints(run)  # else the Trainer's rotation would count it, and might delete a whole one
     checkpoint = latest_checkpoint(run) if resume else None
     if main and checkpoint is not None:
         step = int(checkpoint.name.split("-")[-1])

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
+import json
+import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs
 from core.config import field_kind
+from core.data import read_table_bytes
 from core.evaluation import Predictor
-from core.runs import ACTIVE_STATES, RunDir, headline
+from core.runs import ACTIVE_STATES, STAGES, MetricsTail, RunDir, headline
 
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏸️", "completed": "✅",
                "failed": "❌", "interrupted": "⚠️", "cancelled": "🚫", "pruned": "✂️"}
@@ -42,6 +47,25 @@ def through_router(page_file: str) -> None:
     # every value of a repeated key (?run=a&run=b: runs compared side by side), not only the last
     st.session_state[WANTED_KEY] = (url_path, {k: st.query_params.get_all(k) for k in st.query_params})
     st.switch_page("app.py")
+
+
+def live(view: Callable[..., None], active: bool) -> Callable[..., None]:
+    """`view` as a fragment that reruns itself every REFRESH_S while `active` (a run it shows is queued or running).
+    With SENTIMENT_LAB_TIMINGS set to a file, each of its runs appends its name and seconds there (bench/load.py)."""
+    log = os.environ.get("SENTIMENT_LAB_TIMINGS")
+    if log:
+        inner = view
+
+        @functools.wraps(inner)
+        def view(*args: Any, **kwargs: Any) -> None:
+            started = time.perf_counter()
+            try:
+                inner(*args, **kwargs)
+            finally:
+                with open(log, "a") as fh:
+                    fh.write(json.dumps({"view": inner.__name__, "s": round(time.perf_counter() - started, 4),
+                                         "at": time.time()}) + "\n")
+    return st.fragment(view, run_every=REFRESH_S if active else None)
 
 
 def runs_table() -> list[dict[str, Any]]:
@@ -112,17 +136,62 @@ CHARTS = {
 
 
 def metrics_frame(run: RunDir) -> pd.DataFrame:
-    """metrics.jsonl as a frame, plus throughput between consecutive training log lines."""
-    records = run.metrics()
-    frame = pd.DataFrame(records)
+    """metrics.jsonl as a frame, plus throughput between consecutive training log lines. Read through MetricsTail:
+    a refresh parses only the lines appended since the last one."""
+    frame = MetricsTail.frame(run.metrics_path)
     if frame.empty:
         return frame
+    frame = frame.copy()  # the shared frame stays as read
     if "loss" in frame and "time" in frame:
         train = frame[frame["loss"].notna()].copy()
         dt, dstep = train["time"].diff(), train["step"].diff()
         batch = _effective_batch(run)
         frame.loc[train.index, "samples_per_s"] = (dstep * batch / dt).where(dt > 0)
     return frame
+
+
+def curve_sources(run_ids: list[str]) -> tuple[tuple[str, int, int], ...]:
+    """The metrics files behind these runs' curves (a pipeline's are its stages'), each with its size and mtime:
+    what the charts are a function of."""
+    found = []
+    for run_id in run_ids:
+        run = RunDir.for_id(run_id)
+        for r in (run, *(run.stage(s) for s in STAGES)):
+            try:
+                stat = r.metrics_path.stat()
+            except FileNotFoundError:
+                continue
+            found.append((r.run_id, stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def curve_points(run_id: str, size: int, mtime_ns: int) -> dict[str, pd.DataFrame]:
+    """One run's points for each chart, thinned (`thinned`), as its metrics file is at (size, mtime): a finished
+    100,000-step run is read and thinned once, not again each time a run beside it logs a line."""
+    frame = metrics_frame(RunDir.for_id(run_id))
+    points = {}
+    for column, _ in CHARTS.values():
+        if column in frame:
+            part = frame.loc[frame[column].notna(), [c for c in ("step", "epoch", column) if c in frame]]
+            points[column] = thinned(part, column)
+    return points
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def curve_charts(sources: tuple[tuple[str, int, int], ...], x: str) -> tuple[dict[str, go.Figure], bool]:
+    """The Runs page's charts of these metrics files as they are now, and whether validation has at most one point
+    in each. Built once per change of the files, and shared by every session and tab that shows them: five tabs on
+    a training run cost one chart build per logged line, not five per refresh. Never changed after it is built."""
+    points = {run_id: curve_points(run_id, size, mtime) for run_id, size, mtime in sources}
+    points = {k: v for k, v in points.items() if v}
+    if not points:
+        return {}, True
+    charts = {column: curve_figure({k: v.get(column, pd.DataFrame()) for k, v in points.items()}, column, title, x=x,
+                                   markers=markers)
+              for title, (column, markers) in CHARTS.items()}
+    one_point = all(len(v.get("eval_accuracy", ())) <= 1 for v in points.values())
+    return charts, one_point
 
 
 def _effective_batch(run: RunDir) -> int:
@@ -133,12 +202,28 @@ def _effective_batch(run: RunDir) -> int:
         return 1
 
 
+MAX_POINTS = 2000  # per curve: a browser draws a 100,000-step log no better, and far slower
+
+
+def thinned(part: pd.DataFrame, column: str, points: int = MAX_POINTS) -> pd.DataFrame:
+    """At most about `points` rows of a long curve: in each of points/2 buckets of consecutive rows, the lowest and
+    the highest value (the spikes a stride would drop), with the first and last rows kept."""
+    if len(part) <= points:
+        return part
+    values = part[column].to_numpy(dtype=float)
+    buckets = np.array_split(np.arange(len(part)), points // 2)
+    keep = {0, len(part) - 1}
+    for b in buckets:
+        keep.update((b[np.argmin(values[b])], b[np.argmax(values[b])]))
+    return part.iloc[sorted(keep)]
+
+
 def curve_figure(frames: dict[str, pd.DataFrame], column: str, title: str, x: str = "step", markers: bool = False) -> go.Figure:
     fig = go.Figure()
     for name, frame in frames.items():
         if frame.empty or column not in frame or x not in frame:
             continue
-        part = frame[frame[column].notna()]
+        part = thinned(frame[frame[column].notna()], column)
         # A line needs two points: a run's first logged step is drawn as a marker, not as nothing.
         mode = "lines+markers" if markers or len(part) == 1 else "lines"
         fig.add_trace(go.Scatter(x=part[x], y=part[column], name=name, mode=mode))
@@ -249,6 +334,17 @@ def word_effects_html(effects: list[tuple[str, float]], scale: float) -> str:
         spans.append(f'<span title="{effect:+.3f}" style="background: rgba({rgb},{alpha:.2f}); border-radius: 3px; '
                      f'padding: 0 2px">{html.escape(word)}</span>')
     return '<div class="word-effects" style="line-height: 1.9">' + " ".join(spans) + "</div>"
+
+
+@st.cache_data(max_entries=2, show_spinner="Reading the file…")
+def read_upload(name: str, data: bytes) -> pd.DataFrame:
+    """An uploaded table, parsed once per file rather than on every rerun of the page (a million rows take seconds)."""
+    return read_table_bytes(name, data)
+
+
+def upload_limit() -> str:
+    """What the file uploaders say they take: Streamlit refuses a larger file before it is sent."""
+    return f"up to {st.get_option('server.maxUploadSize')} MB"
 
 
 def show_error(exc: Exception) -> None:

@@ -8,7 +8,7 @@ from core.modeling import device_summary
 from core.paths import hub_reachable
 from core.pipeline import ROW_NAMES, ROW_TITLES, load_results, points
 from core.runs import ACTIVE_STATES, RunDir
-from pages.common import REFRESH_S, RUNS_COLUMNS, runs_frame, runs_table, show_error, through_router
+from pages.common import RUNS_COLUMNS, live, runs_frame, runs_table, show_error, through_router
 
 through_router(__file__)
 st.title("Sentiment Transfer Lab")
@@ -76,4 +76,4 @@ rows = runs_table()  # once for this run of the page; the live table below rerea
 latest_transfer(rows)
 st.subheader("Recent runs and pipelines")
 busy = any(r["state"] in ACTIVE_STATES for r in rows)
-st.fragment(recent_runs, run_every=REFRESH_S if busy else None)()  # live while something runs
+live(recent_runs, busy)()  # live while something runs

@@ -13,9 +13,8 @@ from core.evaluation import one_answer_note, single_label, wrong_predictions
 from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, RunDir, compare, read_json, transposed
 from core.tracking import run_link, tracking_on
-from pages.common import (CHARTS, REFRESH_S, RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_figure, duration,
-                          metrics_frame, reliability_figure, run_label, run_name, runs_frame, runs_table, show_error,
-                          through_router)
+from pages.common import (RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_charts, curve_sources, duration, live,
+                          reliability_figure, run_label, run_name, runs_frame, runs_table, show_error, through_router)
 
 through_router(__file__)
 st.title("Runs")
@@ -25,9 +24,20 @@ if not rows:
     st.stop()
 by_id = {r["id"]: r for r in rows}
 
-# Jobs only: a pipeline's stages are listed under it in its details and can be picked below.
-st.dataframe(runs_frame([r for r in rows if not r.get("parent")]), hide_index=True, width="stretch", key="runs_table",
-             column_config=RUNS_COLUMNS)
+
+
+def table() -> None:
+    """Jobs only (a pipeline's stages are listed under it in its details and can be picked below), reread on every
+    refresh while any run is active: its progress and states move with the sidebar's queue."""
+    current = runs_table() if live_table else rows
+    st.dataframe(runs_frame([r for r in current if not r.get("parent")]), hide_index=True, width="stretch",
+                 key="runs_table", column_config=RUNS_COLUMNS)
+    if live_table and not any(r["state"] in ACTIVE_STATES for r in current):
+        st.rerun()  # all ended: a full rerun draws the page once more, without the timer
+
+
+live_table = any(r["state"] in ACTIVE_STATES for r in rows)
+live(table, live_table)()
 
 # The selection lives in the URL (?run=<id>), so a reload, a new tab or a shared link shows the same run.
 linked = [r for r in st.query_params.get_all("run") if r in by_id]
@@ -317,24 +327,16 @@ def live_view() -> None:
     if len(selected) > 1:
         comparison()
     runs = [RunDir.for_id(i) for i in selected]
-    frames = {}
-    for run in runs:
-        frames[run.run_id] = metrics_frame(run)
-        for stage in ("source", "target", "baseline"):  # a pipeline's curves are its stages' curves
-            child = run.stage(stage)
-            if child.path.exists():
-                frames[child.run_id] = metrics_frame(child)
-    frames = {k: v for k, v in frames.items() if not v.empty}
-    if frames:
-        x = st.radio("x axis", ["step", "epoch"], horizontal=True, key="runs_x")
-        charts = list(CHARTS.items())
-        for i in range(0, len(charts), 2):
-            cols = st.columns(2)
-            for col, (title, (column, markers)) in zip(cols, charts[i:i + 2]):
-                col.plotly_chart(curve_figure(frames, column, title, x=x, markers=markers), width="stretch",
-                                 key=f"chart_{column}")
-        one_point = all("eval_accuracy" not in f or f["eval_accuracy"].notna().sum() <= 1 for f in frames.values())
-        if one_point and not any((read_json(RunDir.for_id(k).config_path, {}) or {}).get("eval_steps") for k in frames):
+    sources = curve_sources(selected)  # a pipeline's curves are its stages' curves
+    charts, one_point = curve_charts(sources, st.session_state.get("runs_x", "step")) if sources else ({}, True)
+    if charts:
+        st.radio("x axis", ["step", "epoch"], horizontal=True, key="runs_x")
+        columns = list(charts)
+        for i in range(0, len(columns), 2):
+            for col, column in zip(st.columns(2), columns[i:i + 2]):
+                col.plotly_chart(charts[column], width="stretch", key=f"chart_{column}")
+        if one_point and not any((read_json(RunDir.for_id(k).config_path, {}) or {}).get("eval_steps")
+                                 for k, _, _ in sources):
             st.caption("Validation is scored once per epoch unless `eval_steps` is set, so its charts have a point per "
                        "epoch. For a curve: *Evaluate every N steps* under the Train page's More settings, or "
                        "`--set eval_steps=N`.")
@@ -361,4 +363,4 @@ for run_id in selected:
     actions(run_id)
 watched = selected + eval_jobs(selected)  # a run's evaluation in progress refreshes its details too
 was_active = any(by_id[i]["state"] in ACTIVE_STATES for i in watched)
-st.fragment(live_view, run_every=REFRESH_S if was_active else None)()
+live(live_view, was_active)()

@@ -10,7 +10,7 @@ from core.cli import parse_assignments
 from core.config import PRESETS, ConfigError, RunConfig, field_kind, load_preset
 from core.runs import ACTIVE_STATES, RunDir
 from core.search import DEFAULT_SPACE, METRICS, NOT_SEARCHABLE, PRUNERS, SearchConfig, open_study, parse_spec, results
-from pages.common import REFRESH_S, STATE_ICONS, runs_table, show_error, through_router
+from pages.common import STATE_ICONS, live, runs_table, show_error, through_router
 
 through_router(__file__)
 st.title("Search")
@@ -115,10 +115,9 @@ search_id = st.selectbox("Search", ids, index=ids.index(asked) if asked in ids e
                          format_func=lambda i: f"{i} · {next(r['name'] for r in searches if r['id'] == i)}".rstrip(" ·"))
 if search_id != asked:
     st.query_params["search"] = search_id
-live = next(r for r in searches if r["id"] == search_id)["state"] in ACTIVE_STATES
+active = next(r for r in searches if r["id"] == search_id)["state"] in ACTIVE_STATES
 
 
-@st.fragment(run_every=REFRESH_S if live else None)
 def show(search_id: str) -> None:
     search = RunDir.for_id(search_id)
     status = search.status()
@@ -179,4 +178,4 @@ def figures(search: RunDir, out: dict) -> None:
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"{search.run_id}_{i}")
 
 
-show(search_id)
+live(show, active)(search_id)

@@ -6,9 +6,10 @@ import streamlit as st
 
 from core import jobs
 from core.config import GROUPS, MODEL_PRESETS, PRESETS, ConfigError, RunConfig, load_preset
-from core.data import check_training_table, read_table_bytes, save_upload
+from core.data import check_training_table, save_upload
 from core.runs import RunDir
-from pages.common import models_available, runs_table, setting_widgets, show_error, through_router
+from pages.common import (models_available, read_upload, runs_table, setting_widgets, show_error, through_router,
+                          upload_limit)
 
 through_router(__file__)
 st.title("Train")
@@ -20,6 +21,9 @@ preset = load_preset(preset_name)
 # The Runs page's "fine-tune this model further" link (?init_from=<run>): one run on the preset's target data,
 # with its target-stage settings, starting from that run's model (the pipeline's stage 2, by hand).
 asked = st.query_params.get("init_from")
+if asked and asked not in models_available(runs_table()):  # a link's id is only ever one of the lab's models
+    show_error(ValueError(f"init_from: no finished run {asked[:80]!r} in this lab to start from"))
+    asked = None
 base: RunConfig = preset.target if asked else preset.source
 if asked:
     st.info(f"Fine-tuning the model of {asked} further: the form starts from the {preset_name} preset's "
@@ -47,11 +51,12 @@ source_kind = st.radio("Where the training data comes from", ["Preset / Hub / lo
                        key="train_source_kind")
 upload_path, upload_fields, upload_label = None, None, None
 if source_kind == "Upload a file":
-    upload = st.file_uploader("CSV, parquet or JSONL with a text column and a label column",
-                              type=["csv", "parquet", "jsonl"], key="train_upload")
+    upload = st.file_uploader(f"CSV, parquet or JSONL with a text column and a label column ({upload_limit()})",
+                              type=["csv", "parquet", "jsonl"], key="train_upload",
+                              help="Larger data: give its path or Hub name instead.")
     if upload is not None:
         try:
-            frame = read_table_bytes(upload.name, upload.getvalue())
+            frame = read_upload(upload.name, upload.getvalue())
             st.dataframe(frame.head(5), hide_index=True, width="stretch")
             columns = [str(c) for c in frame.columns]
             text_guess = [c for c in ("title", "content", "text", "review") if c in columns] or columns[:1]

@@ -12,7 +12,7 @@ from core import jobs
 from core.config import PRESETS, load_preset
 from core.curve import STARTS, CurveConfig, curve_csv, gather
 from core.runs import ACTIVE_STATES, RunDir
-from pages.common import (REFRESH_S, confusion_figure, efficiency_figure, predictor_for, reliability_figure, run_name,
+from pages.common import (confusion_figure, efficiency_figure, live, predictor_for, reliability_figure, run_name,
                           runs_table, show_error, through_router, transfer_figure)
 
 
@@ -169,8 +169,8 @@ def efficiency() -> None:
     asked = st.query_params.get("curve")
     chosen = st.selectbox("Curve", ids, index=ids.index(asked) if asked in ids else 0, key="curve_pick",
                           format_func=lambda i: run_name(next(r for r in curves if r["id"] == i)))
-    live = next(r for r in curves if r["id"] == chosen)["state"] in ACTIVE_STATES
-    st.fragment(show_curve, run_every=REFRESH_S if live else None)(chosen)
+    active = next(r for r in curves if r["id"] == chosen)["state"] in ACTIVE_STATES
+    live(show_curve, active)(chosen)
 
 
 def show_curve(curve_id: str) -> None:

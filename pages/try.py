@@ -3,13 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from core.data import read_table_bytes, skipped_note, text_columns
+from core.data import skipped_note, text_columns
 from core.config import Reading
 from core.evaluation import MAX_EXPLAINED_WORDS, check_review
 from core.pipeline import STAGE_ROLES, load_results
 from core.runs import STAGES, RunDir
-from pages.common import (models_available, predictor_for, runs_table, show_error, through_router,
-                          word_effects_html)
+from pages.common import (models_available, predictor_for, read_upload, runs_table, show_error, through_router,
+                          upload_limit, word_effects_html)
 
 through_router(__file__)
 st.title("Try a review")
@@ -45,6 +45,7 @@ def model_title(run_id: str) -> str:
 
 
 OWN = "own"
+BATCH_LIMIT = 10_000  # reviews the batch box classifies; more go through `python -m core predict`
 chosen = st.multiselect("Models", models, default=pipeline_models() or models[:1], key="try_models",
                         format_func=model_title,
                         help="Stage-1 (source) models answer zero-shot; stage-2 (target) models after fine-tuning.")
@@ -136,10 +137,11 @@ if mode == "Paste lines":
     rows = [i + 1 for i, line in enumerate(lines) if line.strip()]
     texts = [lines[i - 1].strip() for i in rows]
 else:
-    upload = st.file_uploader("CSV, parquet or JSONL", type=["csv", "parquet", "jsonl"], key="batch_file")
+    upload = st.file_uploader(f"CSV, parquet or JSONL ({upload_limit()})", type=["csv", "parquet", "jsonl"],
+                              key="batch_file")
     if upload is not None:
         try:
-            frame = read_table_bytes(upload.name, upload.getvalue())
+            frame = read_upload(upload.name, upload.getvalue())
             column = st.selectbox("Text column", text_columns(frame), key="batch_col")
             cells = [str(t) for t in frame[column].fillna("").tolist()]
             rows = [i for i, t in enumerate(cells) if t.strip()]
@@ -149,6 +151,10 @@ else:
                 st.caption(f"{empty}; rows count from 0.")
         except ValueError as exc:
             show_error(exc)
+if len(texts) > BATCH_LIMIT:  # minutes of CPU per thousand reviews and model: the command line is for more
+    st.warning(f"{len(texts):,} reviews: the first {BATCH_LIMIT:,} are classified here; for all of them, "
+               "`python -m core predict --run RUN_ID < reviews.txt` (one per line).")
+    rows, texts = rows[:BATCH_LIMIT], texts[:BATCH_LIMIT]
 if texts and chosen and st.button(f"Classify {len(texts)} reviews", key="batch_go"):
     try:
         table = pd.DataFrame({"line" if mode == "Paste lines" else "row": rows, "text": texts})

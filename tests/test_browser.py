@@ -41,14 +41,12 @@ def lab(tmp_path_factory):
     return home, data
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free localhost port, as `make run` starts it; returns once it is healthy."""
+def start_server(home: Path, host: str = "127.0.0.1", env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`python -m core app` on a free port, as `make run` starts it; returns once it is healthy."""
     port = free_port()
-    env = {**os.environ, "SENTIMENT_LAB_HOME": str(home / "artifacts"), "SENTIMENT_LAB_OFFLINE": "1"}
+    env = {**os.environ, "SENTIMENT_LAB_HOME": str(home / "artifacts"), "SENTIMENT_LAB_OFFLINE": "1", **(env or {})}
     log = open(home / f"streamlit-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+    proc = subprocess.Popen([sys.executable, "-m", "core", "app", "--host", host, "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
