@@ -352,27 +352,22 @@ def test_hostile_uploads_in_the_browser(tmp_path, browser_page):
     before = set(tmp_path.iterdir())
     proc, url = start_server(tmp_path)
     page = browser_page
-    try:
+
+    def upload(file: Path) -> None:  # the Train page, fresh, a file chosen as a user does
         page.goto(f"{url}/train")
         settle(page)
         page.get_by_text("Upload a file", exact=True).click()
         page.get_by_text("up to 200 MB").first.wait_for(timeout=30_000)  # the limit, said before a file is chosen
-        chooser = page.locator('[data-testid="stFileUploaderDropzoneInput"]').first
-        chooser.set_input_files(str(big))
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(file))
+
+    try:
+        upload(big)
         page.get_by_text("200.0MB or smaller", exact=False).first.wait_for(timeout=30_000)
         no_exception(page)
-
-        page.goto(f"{url}/train")
-        settle(page)
-        page.get_by_text("Upload a file", exact=True).click()
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(binary))
+        upload(binary)
         page.get_by_text("binary.csv is not UTF-8 text").wait_for(timeout=60_000)
         no_exception(page)
-
-        page.goto(f"{url}/train")
-        settle(page)
-        page.get_by_text("Upload a file", exact=True).click()
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(rows))
+        upload(rows)
         page.get_by_text("Label counts").wait_for(timeout=120_000)
         uploads, deadline = tmp_path / "artifacts" / "uploads", time.time() + 120
         while not list(uploads.glob("million-*.csv")) and time.time() < deadline:
