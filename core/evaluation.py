@@ -76,7 +76,7 @@ class Predictor:
 
     @classmethod
     def from_run(cls, ref: str, **options: Any) -> "Predictor":
-        run = RunDir.find(ref)
+        run = RunDir.find(ref, anywhere=True)
         return cls.from_folder(run.require_model(), name=run.run_id, **options)
 
     @property
@@ -396,7 +396,7 @@ def evaluate_config(cfg: EvalConfig, save_to: RunDir | None = None, name: str | 
     from .modeling import resolve_precision
 
     resolve_precision(cfg.precision)  # fp16 without a GPU: said before any data is read
-    model_run = RunDir.find(cfg.run)
+    model_run = RunDir.find(cfg.run, anywhere=True)
     examples = load_eval_examples(cfg.dataset, cfg.split, cfg.text_fields, cfg.label_field, cfg.max_samples,
                                   cfg.dataset_config, by=cfg.by, samples_per_class=cfg.samples_per_class)
     if log is not None:

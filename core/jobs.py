@@ -235,7 +235,7 @@ def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_i
     from .training import preflight, preflight_dataset
 
     if isinstance(config, EvalConfig):
-        model_run = RunDir.find(config.run)
+        model_run = RunDir.find(config.run, anywhere=True)
         model_run.require_model()
         preflight_dataset(config.dataset)
         config = EvalConfig.from_dict({**config.to_dict(), "run": model_run.run_id})  # a prefix becomes the id

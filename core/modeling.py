@@ -103,8 +103,9 @@ def device_summary() -> dict:
 
     info = {"device": "cpu", "cpu_count": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "cpu_bf16": cpu_bf16_instructions()}
-    if "torch" not in sys.modules and not Path("/proc/driver/nvidia").exists() and not shutil.which("nvidia-smi"):
-        return info  # no NVIDIA driver: no CUDA, and no 2 s of importing torch before an app's first page is drawn
+    drivers = (Path("/proc/driver/nvidia").exists(), Path("/dev/kfd").exists(), shutil.which("nvidia-smi"))
+    if "torch" not in sys.modules and not any(drivers):
+        return info  # no NVIDIA or ROCm driver: no GPU for torch, and no 2 s of importing it before a first page
     import torch
 
     if torch.cuda.is_available():

@@ -201,10 +201,16 @@ class RunDir:
         return cls(runs_root() / run_id)
 
     @classmethod
-    def find(cls, ref: str) -> "RunDir":
-        """A run id, a unique id prefix, or a path to a run folder of this lab (nothing outside runs/)."""
-        if ref and "/" in str(ref) and Path(ref).is_dir() and Path(ref).resolve().parent == runs_root().resolve():
-            return cls(Path(ref).resolve())
+    def find(cls, ref: str, anywhere: bool = False) -> "RunDir":
+        """A run id, a unique id prefix, or a path to a run folder of this lab or a folder inside one (its model/):
+        nothing outside runs/. `anywhere`: also a run folder of another lab, for what only reads a model (the
+        command line's `eval --run PATH`, `predict`); never for what a page or a URL asks."""
+        if ref and "/" in str(ref) and Path(ref).is_dir():
+            path, root = Path(ref).resolve(), runs_root().resolve()
+            if root in path.parents:
+                return cls(root / path.relative_to(root).parts[0])
+            if anywhere and (path / "config.json").exists() and (path / "status.json").exists():
+                return cls(path)
         run = cls.for_id(ref)
         if run.path.is_dir():
             return run
