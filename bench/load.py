@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -24,16 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_model, free_port  # noqa: E402
+
 PAGES = {"overview": ("/", "Sentiment Transfer Lab"), "train": ("/train", "Train"), "runs": ("/runs", "Runs"),
          "search": ("/search", "Search"), "transfer": ("/transfer", "Transfer"), "try": ("/try", "Try a review")}
 CHROMIUM = "/usr/bin/chromium"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def build_lab(home: Path, runs: int = 300, long: int = 3, lines: int = 100_000, seed: int = 0) -> list[str]:
@@ -66,14 +60,6 @@ def build_lab(home: Path, runs: int = 300, long: int = 3, lines: int = 100_000, 
             "metrics": {"val_accuracy": 0.9, "test_accuracy": round(0.85 + 0.05 * rng.random(), 4)}})
         ids.append(run.run_id)
     return ids
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch(env: dict[str, str], epochs: int) -> Path:

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,9 +42,9 @@ def machine() -> dict:
 
     from core.modeling import cpu_bf16_instructions
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    info = {"cpu": model, "cores": torch.get_num_threads(), "cpu_bf16": cpu_bf16_instructions(),
+    from bench.common import cpu_model
+
+    info = {"cpu": cpu_model(), "cores": torch.get_num_threads(), "cpu_bf16": cpu_bf16_instructions(),
             "torch": torch.__version__, "transformers": transformers.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

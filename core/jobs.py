@@ -132,15 +132,15 @@ def list_runs(reconcile_first: bool = True) -> list[dict[str, Any]]:
     """Every run, newest first, a pipeline's stages right after it, with dead workers already reconciled. Cheap
     enough for every refresh of every tab: the index rereads only changed folders, and only the runs it lists as
     active are checked for a dead worker."""
-    sync_index()
-    with closing(_connect()) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC")]
-    if reconcile_first and reconcile([r["id"] for r in rows if r["state"] in ACTIVE_STATES]):
+    def indexed() -> list[dict[str, Any]]:
         sync_index()
         with closing(_connect()) as conn:
             conn.row_factory = sqlite3.Row
-            rows = [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC")]
+            return [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id DESC")]
+
+    rows = indexed()
+    if reconcile_first and reconcile([r["id"] for r in rows if r["state"] in ACTIVE_STATES]):
+        rows = indexed()
     for r in rows:
         r["metrics"] = json.loads(r["metrics"] or "{}")
         r.pop("status_mtime", None)

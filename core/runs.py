@@ -364,7 +364,8 @@ def error_line(exc: BaseException, full: bool | None = None) -> str:
     """The first line of an error's message (its type when it has none): what status.json and the UI show; a full
     disk (`full`, or found in the error) is said first, whatever words the error had for it."""
     line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"disk full: no space left on device ({line[:160]})" if full or disk_full(exc) else line
+    full = disk_full(exc) if full is None else full
+    return f"disk full: no space left on device ({line[:160]})" if full else line
 
 
 # ---------------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ def curve_figure(frames: dict[str, pd.DataFrame], column: str, title: str, x: st
     for name, frame in frames.items():
         if frame.empty or column not in frame or x not in frame:
             continue
-        part = thinned(frame[frame[column].notna()], column)
+        part = frame[frame[column].notna()]  # thinned already (curve_points)
         # A line needs two points: a run's first logged step is drawn as a marker, not as nothing.
         mode = "lines+markers" if markers or len(part) == 1 else "lines"
         fig.add_trace(go.Scatter(x=part[x], y=part[column], name=name, mode=mode))

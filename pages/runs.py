@@ -25,7 +25,6 @@ if not rows:
 by_id = {r["id"]: r for r in rows}
 
 
-
 def table() -> None:
     """Jobs only (a pipeline's stages are listed under it in its details and can be picked below), reread on every
     refresh while any run is active: its progress and states move with the sidebar's queue."""

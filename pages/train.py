@@ -21,7 +21,8 @@ preset = load_preset(preset_name)
 # The Runs page's "fine-tune this model further" link (?init_from=<run>): one run on the preset's target data,
 # with its target-stage settings, starting from that run's model (the pipeline's stage 2, by hand).
 asked = st.query_params.get("init_from")
-if asked and asked not in models_available(runs_table()):  # a link's id is only ever one of the lab's models
+trained = models_available(runs_table())  # the models the Try page offers: what a run may start from
+if asked and asked not in trained:  # a link's id is only ever one of the lab's models
     show_error(ValueError(f"init_from: no finished run {asked[:80]!r} in this lab to start from"))
     asked = None
 base: RunConfig = preset.target if asked else preset.source
@@ -88,7 +89,6 @@ with st.form("train_form"):
     with c1:
         field_error("model")
     # Fine-tune further: start from a finished run's weights (an Amazon model, then IMDB), as `init_from`.
-    trained = models_available(runs_table())  # the models the Try page offers
     start_from = c1.selectbox("Start from", ["", *trained], index=1 + trained.index(asked) if asked in trained else 0,
                               format_func=lambda i: f"the model of {i}" if i else "the pretrained weights",
                               key="train_init_from", help=HELP["init_from"])
