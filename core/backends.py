@@ -22,6 +22,7 @@ import sys
 from typing import Any
 from urllib.parse import urlparse
 
+from . import kinds
 from .errors import ConfigError
 from .paths import PROJECT_ROOT, artifacts_root
 from .runs import RunDir, now
@@ -103,19 +104,6 @@ def _address() -> str | None:
 
 
 # ---------------------------------------------------------------------------------------
-def num_processes(kind: str, config: dict[str, Any]) -> int:
-    """The processes a run's worker trains with at most; 0 for a search, whose worker only asks and tells."""
-    if kind == "search":
-        return 0
-    if kind == "eval":
-        return 1
-    if kind == "curve":
-        config = config.get("base") or {}
-    if "source" in config:  # a pipeline: its stages one after another
-        return max(int((config.get(s) or {}).get("num_processes") or 1) for s in ("source", "target"))
-    return int(config.get("num_processes") or 1)
-
-
 class RayCluster:
     """One Ray cluster, reached through its dashboard (the Jobs API). One per address and process."""
 
@@ -211,14 +199,15 @@ class RayCluster:
 
     def admit(self, kind: str, config: dict[str, Any]) -> dict[str, float]:
         """The resources a run will ask for, or a one-line refusal where no node of the cluster has them."""
-        if kind != "search" and _machines(kind, config) > 1:
+        entry = kinds.get(kind)
+        if entry.processes(config) and entry.machines(config) > 1:
             raise ConfigError("num_machines", "a run across machines uses accelerate's own launcher; with the ray "
                                               "backend, train on one node (num_processes GPUs)")
         nodes = self.nodes()
         if not nodes:
             raise ClusterUnreachable(f"the Ray cluster at {self.address} has no live node yet (just started? try "
                                      "again in a few seconds)")
-        request = self.request_for(num_processes(kind, config), nodes)
+        request = self.request_for(entry.processes(config), nodes)
         for resource, wanted in request.items():
             largest = max(nodes, key=lambda n: n["total"].get(resource, 0))
             has = largest["total"].get(resource, 0)
@@ -270,14 +259,6 @@ class RayCluster:
             self._call("stop_job", job_id)
         except RuntimeError:
             pass  # already ended, or unknown to a restarted cluster
-
-
-def _machines(kind: str, config: dict[str, Any]) -> int:
-    if kind == "curve":
-        config = config.get("base") or {}
-    if "source" in config:
-        return max(int((config.get(s) or {}).get("num_machines") or 1) for s in ("source", "target"))
-    return int(config.get("num_machines") or 1)
 
 
 def _first_line(exc: BaseException) -> str:

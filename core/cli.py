@@ -25,8 +25,10 @@ import sys
 import time
 from typing import Any
 
-from .config import (PRECISIONS, PRESETS, TRUNCATIONS, PipelineConfig, RunConfig, load_config_file, load_preset,
+from . import kinds
+from .config import (PRECISIONS, PRESETS, PipelineConfig, RunConfig, load_config_file, load_preset,
                      settings_help)
+from .errors import ConfigError
 from .paths import PROJECT_ROOT
 
 
@@ -41,11 +43,28 @@ def _config_args(p: argparse.ArgumentParser) -> None:
                 "an optional one (target.max_eval_samples=).\n\n" + settings_help())
 
 
-def _eval_help(name: str) -> str:
-    """An EvalConfig field's help, from the schema: the option says what the field says."""
-    from .config import EvalConfig
+def settings_options(p: argparse.ArgumentParser, cls: type, title: str) -> None:
+    """An option for each field of the settings class `cls`: `--field-name` (and the field's own short `flags`),
+    its help, default and choices from the schema. Values stay strings here: the schema parses and checks them, so
+    a bad one is one line naming the field, as from `--set` or a form. Fields that hold settings of their own (a
+    search's base and space) have options of their own."""
+    from .config import field_default, field_kind
 
-    return next(f.metadata["help"] for f in dataclasses.fields(EvalConfig) if f.name == name)
+    group = p.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        tp, _ = field_kind(cls, f)
+        if tp is dict:
+            continue
+        meta, default = f.metadata, field_default(f)
+        extra = f" One of: {', '.join(map(str, meta['choices']))}." if "choices" in meta else ""
+        shown = ",".join(default) if isinstance(default, list) else default
+        group.add_argument(f"--{f.name.replace('_', '-')}", *meta.get("flags", ()), dest=f.name, default=argparse.SUPPRESS,
+                           metavar=tp.__name__.upper(), help=f"{meta.get('help', '')}{extra} (default: {shown!r})")
+
+
+def given_settings(cls: type, args) -> dict[str, Any]:
+    """The fields of `cls` given as options on this command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
 
 
 def _quiet_arg(p: argparse.ArgumentParser) -> None:
@@ -65,24 +84,26 @@ def parse_assignments(sets: list[str]) -> dict[str, str]:
     return out
 
 
+def build_settings(kind: str, args) -> Any:
+    """A kind's settings from `--preset`, then `--config`, then each `--set FIELD=VALUE`."""
+    entry = kinds.get(kind)
+    cls = entry.settings_class()
+    base = None
+    if getattr(args, "preset", None):
+        if entry.preset is None:
+            raise ConfigError("preset", f"a {kind} job takes no preset; give its fields with --set")
+        base = kinds.load(entry.preset)(args.preset)
+    if getattr(args, "config", None):
+        base = cls.from_file(args.config, base)
+    return (base if base is not None else cls()).with_overrides(parse_assignments(args.sets))
+
+
 def build_pipeline_config(args) -> PipelineConfig:
-    base: Any = load_preset(args.preset) if args.preset else PipelineConfig()
-    if args.config:
-        loaded = load_config_file(args.config)
-        base = loaded if isinstance(loaded, PipelineConfig) else PipelineConfig(source=loaded, target=base.target)
-    return base.with_overrides(parse_assignments(args.sets))
+    return build_settings("pipeline", args)
 
 
 def build_run_config(args) -> RunConfig:
-    sets = parse_assignments(args.sets)
-    bad = [k for k in sets if k.startswith("target.")]
-    if bad:
-        raise ValueError(f"{bad[0]}: target.* fields are for pipelines; train takes plain FIELD=VALUE")
-    base: Any = load_preset(args.preset).source if args.preset else RunConfig()
-    if args.config:
-        loaded = load_config_file(args.config)
-        base = loaded.source if isinstance(loaded, PipelineConfig) else loaded
-    return base.with_overrides({k.removeprefix("source."): v for k, v in sets.items()})
+    return build_settings("train", args)
 
 
 def _print(obj: Any, as_json: bool, text: str | None = None) -> None:
@@ -111,7 +132,7 @@ def cmd_train(args) -> int:
 
 def cmd_pipeline(args) -> int:
     from .jobs import create_run
-    from .pipeline import collect_results, row_warnings, run_pipeline
+    from .pipeline import collect_results, results_json, row_warnings, run_pipeline
 
     from .tracking import mirrored
 
@@ -121,7 +142,7 @@ def cmd_pipeline(args) -> int:
         status = run_pipeline(pcfg, pipe)
         results = collect_results(pipe)
     if args.json:
-        print(json.dumps(_results_json(results, status.get("state"))))
+        print(json.dumps(results_json(results, status.get("state")), default=str))
         for warning in row_warnings(results["rows"]):  # results.md (printed without --json) has them as notes
             print(f"note: {warning}", file=sys.stderr)
     else:
@@ -129,89 +150,52 @@ def cmd_pipeline(args) -> int:
     return 0 if status.get("state") == "completed" else 1
 
 
-def _results_json(results: dict, state: str | None) -> dict:
-    """`pipeline --json` and `results --json`: one object, the rows in the issue's shape."""
-    return {"pipeline_id": results["pipeline_id"], "state": state, "rows": [
-        {k: r.get(k) for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n", "ece", "ece_uncalibrated")}
-        for r in results["rows"]],
-        "wall_s": results["wall_s"]}
-
-
 def cmd_results(args) -> int:
-    """The Transfer page from a terminal: a pipeline's comparison table, finished or so far, and the target reviews
-    whose label flipped between zero-shot and fine-tuned."""
-    from .pipeline import current_results, flipped_predictions, results_markdown, row_warnings
+    """What a job found, finished or so far: a pipeline's comparison table (--flipped N: the target reviews whose
+    label flipped), a search's trials, a curve's points, an evaluation's figures; whatever its kind reads."""
     from .runs import RunDir
 
-    pipe = RunDir.find(args.run)
-    if pipe.job()["kind"] == "search":
-        return _search_results(pipe, args)
-    if pipe.job()["kind"] == "curve":
-        return _curve_results(pipe, args)
-    if pipe.job()["kind"] != "pipeline":
-        raise ValueError(f"run: {pipe.run_id} is not a pipeline, search or curve (the comparison table is a pipeline's; "
-                         "`compare` puts any runs side by side)")
-    state = pipe.status().get("state")
-    results = current_results(pipe)
-    flips = flipped_predictions(pipe) if args.flipped else None
-    if args.json:
-        out = _results_json(results, state)
-        if flips is not None:
-            out["flipped"] = json.loads(flips.head(args.flipped).to_json(orient="records"))
-            out["flipped_total"] = len(flips)
-        print(json.dumps(out))
-        for warning in row_warnings(results["rows"]):
-            print(f"note: {warning}", file=sys.stderr)
-        return 0
-    print(results_markdown(results).rstrip() if results["rows"] else f"No rows yet: the pipeline is {state}.")
-    if flips is not None and not flips.empty:
-        print(f"\n{len(flips)} target reviews flipped between zero-shot and fine-tuned: {int(flips['fixed'].sum())} now "
-              f"right, {int((~flips['fixed']).sum())} now wrong. The first {min(args.flipped, len(flips))}:")
-        for f in flips.head(args.flipped).itertuples():
-            print(f"  row {f.row:>6}  {f.label:8}  {f.predicted_zero_shot} {f.p_positive_zero_shot:.3f} -> "
-                  f"{f.predicted_finetuned} {f.p_positive_finetuned:.3f}  {'fixed' if f.fixed else 'broken'}  "
-                  f"{str(f.text)[:80]!r}")
+    run = RunDir.find(args.run)
+    entry = kinds.of(run)
+    if entry.results is None:
+        raise ValueError(f"run: {run.run_id} is a {entry.name} run, which has no results table (`runs --json` has its "
+                         "figures; `compare` puts any runs side by side)")
+    report = kinds.load(entry.results)(run, flipped=args.flipped)
+    print(json.dumps(report.data, default=str) if args.json else report.text)
+    for note in report.notes if args.json else []:  # the text has them as notes already
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
 def cmd_eval(args) -> int:
     from .config import EvalConfig
-    from .evaluation import evaluate_config, one_answer_note
+    from .evaluation import evaluate_config, metrics_text, one_answer_note, public_metrics
     from .runs import RunDir
 
-    cfg = EvalConfig(run=args.run, dataset=args.data, split=args.split, text_fields=args.text_fields,
-                     label_field=args.label_field, max_samples=args.max_samples,
-                     samples_per_class=args.per_class, max_length=args.max_length,
-                     truncation=args.truncation, windows=args.windows, confidence=args.confidence,
-                     batch_size=args.batch_size, precision=args.precision, by=args.by, name=args.name or "")
+    cfg = EvalConfig.from_dict({**given_settings(EvalConfig, args), **parse_assignments(args.sets)})
     if args.background:  # a job of its own, in the queue like a training run; its folder keeps the results
         from .jobs import launch
 
         job = launch("eval", cfg, args.run_id)
         _print({"run_id": job.run_id, "run_dir": str(job.path)}, args.json, job.run_id)
         return 0
-    save_to = RunDir.find(args.run) if args.save else None
+    save_to = RunDir.find(cfg.run) if args.save else None
     from .runs import Terminal
 
-    m, examples = evaluate_config(cfg, save_to, name=args.name, log=Terminal.say)
-    out = {"accuracy": m["accuracy"], "f1": m["f1"], "n": m["n"], "dataset": m["dataset"], "confusion": m["confusion"],
-           "max_length": m["max_length"], "windows": m["windows"], "confidence": m["confidence"],
-           "windows_read": m["windows_read"], "seconds": m["seconds"], "skipped_empty": m["skipped_empty"]}
-    text = f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}"
+    m, examples = evaluate_config(cfg, save_to, name=cfg.name or None, log=Terminal.say)
+    out = public_metrics(m)
     if examples.skipped_note():
         print(f"note: {examples.skipped_note()}", file=sys.stderr)  # stderr: --json's stdout stays one object
     if one_class := examples.one_class_note():
         hint = (" (the first rows of a split sorted by label? --per-class N draws a balanced sample)"
-                if args.max_samples else "")
+                if cfg.max_samples else "")
         print(f"note: {one_class}: the accuracy says how often the model gives that label{hint}",
               file=sys.stderr)
     if note := one_answer_note(m):
         print(f"note: {note}", file=sys.stderr)
     if m.get("by_group"):
-        field = m["group_field"]
-        out["by"] = {field: m["by_group"]}
-        text += "".join(f"\n  {field}={g}: accuracy {v['accuracy']:.4f}  n={v['n']}" for g, v in m["by_group"].items())
-    _print(out, args.json, text)
+        out["by"] = {m["group_field"]: m["by_group"]}
+    _print(out, args.json, metrics_text(m))
     return 0
 
 
@@ -240,9 +224,7 @@ def cmd_predict(args) -> int:
 def cmd_launch(args) -> int:
     from .jobs import launch
 
-    kind = args.kind
-    cfg = build_pipeline_config(args) if kind == "pipeline" else build_run_config(args)
-    run = launch(kind, cfg, args.run_id)
+    run = launch(args.kind, build_settings(args.kind, args), args.run_id)
     _print({"run_id": run.run_id, "run_dir": str(run.path)}, args.json, run.run_id)
     return 0
 
@@ -263,9 +245,7 @@ def cmd_search(args) -> int:
         if not sep or not key.strip():
             raise ValueError(f"--param: expected FIELD=SPEC, got {item!r}")
         space[key.strip()] = spec
-    cfg = SearchConfig(base=base, space=space, trials=args.trials, metric=args.metric, direction=args.direction,
-                       pruner=args.pruner, stage=args.stage, transfer_rows=args.transfer_rows, seed=args.seed,
-                       name=args.name or "")
+    cfg = SearchConfig.from_dict({**given_settings(SearchConfig, args), "base": base, "space": space})
     run = launch("search", cfg, args.run_id)
     _print({"run_id": run.run_id, "run_dir": str(run.path)}, args.json, run.run_id)
     return 0
@@ -276,53 +256,12 @@ def cmd_curve(args) -> int:
     from .curve import CurveConfig
     from .jobs import launch
 
-    pcfg = build_pipeline_config(args)
-    sized = PRESETS.get(args.preset or "", {}).get("curve", {})  # a preset's budgets and seeds for its machine
-    cfg = CurveConfig(base=pcfg.to_dict(), labels=args.labels or sized.get("labels") or ["100", "400", "1600"],
-                      seeds=args.seeds or sized.get("seeds") or 2, min_steps=args.min_steps, name=args.name or "")
+    from .curve import preset_curve
+
+    sized = preset_curve(args.preset).to_dict() if args.preset else {}  # a preset's budgets and seeds for its machine
+    cfg = CurveConfig.from_dict({**sized, **given_settings(CurveConfig, args), "base": build_pipeline_config(args).to_dict()})
     run = launch("curve", cfg, args.run_id)
     _print({"run_id": run.run_id, "run_dir": str(run.path)}, args.json, run.run_id)
-    return 0
-
-
-def _curve_results(job, args) -> int:
-    from .curve import gather
-
-    out = gather(job)
-    out["state"] = job.status().get("state")
-    if args.json:
-        print(json.dumps(out))
-        return 0
-    zs = f", zero-shot {out['zero_shot']:.4f}" if out["zero_shot"] is not None else ""
-    print(f"curve {job.run_id}: {out['state']}{zs} on {out['test'] or 'the target test rows'}")
-    print(f"  {'labels':>8}  {'from the source model':>24}  {'from the pretrained model':>26}")
-    rows = {}
-    for r in out["summary"]:
-        rows.setdefault(r["labels"], {})[r["start"]] = f"{r['mean']:.4f} ({r['min']:.3f}-{r['max']:.3f}, {r['seeds']})"
-    for labels, v in sorted(rows.items()):
-        print(f"  {labels:>8,}  {v.get('transfer', ''):>24}  {v.get('baseline', ''):>26}")
-    print(out["crossover"]["text"])
-    return 0
-
-
-def _search_results(search, args) -> int:
-    from .search import results
-
-    out = results(search)
-    if args.json:
-        print(json.dumps({"search_id": out["search_id"], "state": search.status().get("state"), "metric": out["metric"],
-                          "best": out["best"], "trials": [{k: t[k] for k in ("number", "run_id", "state", "params",
-                                                                             "value")} for t in out["trials"]]}))
-        return 0
-    print(f"search {out['search_id']}: {search.status().get('state')}, {out['metric']} ({out['direction']})")
-    for t in out["trials"]:
-        # a pruned trial's value is its last validation report, not the metric: in brackets
-        value = "" if t["value"] is None else f"({t['value']:.4f})" if t["state"] == "pruned" else f"{t['value']:.4f}"
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
-        print(f"  {t['number'] + 1:>3}  {t['run_id'] or '':44} {t['state']:9} {value:>8}  {params}")
-    if out["best"]:
-        print(f"best: {out['best']['run_id']} ({out['metric']} {out['best']['value']:.4f}); "
-              f"python -m core presets --from-run {out['best']['run_id']} > best.json")
     return 0
 
 
@@ -384,8 +323,8 @@ def cmd_runs(args) -> int:
     print(f"{'run':54} {'kind':8} {'state':11} {'progress':>10}  accuracy")
     for r in rows:
         progress = f"{r['step'] or 0}/{r['total_steps']}" if r.get("total_steps") else ""
-        if r["kind"] == "pipeline" and r["state"] in ACTIVE_STATES and r.get("progress"):
-            progress = f"{r['progress']:.0%} {progress}"  # stages done, and how far into the next one
+        if kinds.get(r["kind"]).child and r["state"] in ACTIVE_STATES and r.get("progress"):
+            progress = f"{r['progress']:.0%} {progress}"  # children done, and how far into the next one
         acc = headline(r["metrics"])
         name = f"  └ {r['id'].rsplit('.', 1)[-1]}" if r.get("parent") else r["id"]
         print(f"{name:54} {r['kind']:8} {r['state']:11} {progress:>10}  {'' if acc is None else f'{acc:.4f}'}")
@@ -412,12 +351,15 @@ def cmd_compare(args) -> int:
 def cmd_logs(args) -> int:
     """A run's log.txt. A pipeline's comes with its stages' logs: one after another, or, following (-f), as they
     grow, each stage's lines prefixed with its name (a pipeline's own log only says when stages start and end)."""
-    from .runs import STAGES, TERMINAL_STATES, RunDir
+    from .jobs import children
+    from .runs import TERMINAL_STATES, RunDir
 
     run = RunDir.find(args.run)
     logs = {run.log_path: ""}
-    if run.job()["kind"] == "pipeline":
-        logs.update({run.stage(stage).log_path: f"{stage} | " for stage in STAGES})
+    entry = kinds.of(run)
+    if entry.child and not entry.children_apart:  # stages written by this run's own process, in the order they ran
+        stages = sorted(children(run), key=lambda r: (r.status().get("started_at") or float("inf"), r.run_id))
+        logs.update({stage.log_path: f"{stage.job()['stage']} | " for stage in stages})
     pos = dict.fromkeys(logs, 0)
 
     def drain(path, prefix: str, whole: bool, header: str = "") -> None:
@@ -453,7 +395,7 @@ def cmd_presets(args) -> int:
         from .runs import RunDir
 
         run = RunDir.find(args.from_run)
-        if run.job()["kind"] not in ("train", "pipeline"):
+        if not kinds.of(run).config_file:
             raise ValueError(f"--from-run: {run.run_id} is a {run.job()['kind']}, not a training run or pipeline")
         print(json.dumps(run.config(), indent=2))
         return 0
@@ -565,28 +507,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id")
     p.set_defaults(func=cmd_pipeline)
 
-    p = sub.add_parser("eval", help="evaluate a run's model on a dataset (zero-shot or not)")
-    p.add_argument("--run", required=True, help="run id (or unique prefix)")
-    p.add_argument("--data", required=True, help="local file/folder or Hub dataset")
-    p.add_argument("--split", default="test")
-    p.add_argument("--text-fields", default="", help="comma-separated text columns (default: guess)")
-    p.add_argument("--label-field", default="label")
-    p.add_argument("--max-samples", type=int, help="the first N rows")
-    p.add_argument("--per-class", type=int, metavar="N",
-                   help="or a seeded, balanced sample of N reviews per label (for a split sorted by label)")
-    p.add_argument("--max-length", type=int, help="tokens per window (default: as trained)")
-    p.add_argument("--truncation", choices=TRUNCATIONS, help="head, tail or head_tail (default: as trained)")
-    p.add_argument("--windows", type=int, help="average over up to N windows of a long review (default: as trained)")
-    p.add_argument("--confidence", type=float,
-                   help="with --windows: stop reading a review once one label reaches this probability "
-                        "(1.0: read every window; default: as trained)")
-    p.add_argument("--batch-size", type=int, default=64, help=_eval_help("batch_size"))
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=_eval_help("precision"))
-    p.add_argument("--by", metavar="COLUMN",
-                   help="also the accuracy per value of this column (default: the data's own grouping column, if "
-                        "it has one: Amazon multi-domain's domain, core/other_sources.csv's source)")
+    from .config import EvalConfig
+
+    p = sub.add_parser("eval", help="evaluate a run's model on a dataset (zero-shot or not)",
+                       description="Score a finished run's model on a dataset. Every field of the evaluation's settings "
+                                   "is an option below, or --set FIELD=VALUE; reading fields left out read reviews as "
+                                   "the model was trained to.")
+    settings_options(p, EvalConfig, "the evaluation's settings")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set one of the fields above (repeatable)")
     p.add_argument("--save", action="store_true", help="save metrics and predictions under the run's evals/")
-    p.add_argument("--name", help="folder name under evals/ (with --save); with --background, the job's label")
     p.add_argument("--background", action="store_true",
                    help="queue it as a background job (its own run folder, like the Runs page's Evaluate form); "
                         "prints the job's run id")
@@ -605,13 +535,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("launch", help="start train or pipeline as a background job")
-    p.add_argument("kind", choices=["train", "pipeline"])
+    launchable = {name: k for name, k in kinds.kinds().items() if k.launchable}
+    p = sub.add_parser("launch", help="queue a job of any kind (train, pipeline, ...) to run in the background")
+    p.add_argument("kind", choices=list(launchable), help="; ".join(f"{n}: {k.help}" for n, k in launchable.items()))
     _config_args(p)
     p.add_argument("--run-id")
     p.set_defaults(func=cmd_launch)
 
-    from .search import DEFAULT_SPACE, METRICS, PRUNERS
+    from .search import DEFAULT_SPACE
 
     p = sub.add_parser("search", help="queue an Optuna hyperparameter search (each trial a background run)")
     _config_args(p)
@@ -619,30 +550,17 @@ def parser() -> argparse.ArgumentParser:
                    help="a field to vary (repeatable). SPEC: LOW:HIGH (floats), LOW:HIGH:log (log scale), "
                         "int:LOW:HIGH (integers), A,B,C (choices). None given: "
                         + " ".join(f"{k}={v}" for k, v in DEFAULT_SPACE.items()))
-    p.add_argument("--trials", type=int, default=8, help="finished trials (completed or pruned) to run to")
-    p.add_argument("--metric", default="eval_accuracy", choices=list(METRICS),
-                   help="the best validation accuracy, F1 or loss of a trial's evaluations; transfer: a pipeline's "
-                        "source model scored zero-shot on held-out rows of the target's training split")
-    p.add_argument("--direction", choices=["maximize", "minimize"], help="default: what the metric wants")
-    p.add_argument("--pruner", default="median", choices=list(PRUNERS),
-                   help="stop trials whose validation figures trail (median of earlier trials at the same step)")
-    p.add_argument("--stage", default="source", choices=["source", "target"],
-                   help="a pipeline's stage to search; target: the source model is trained once, every trial starts "
-                        "from it")
-    p.add_argument("--transfer-rows", type=int, default=1000, help="with --metric transfer: target training reviews "
-                                                                   "scored (a balanced, seeded sample)")
-    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
-    p.add_argument("--name", help="a label for the search")
+    from .search import SearchConfig
+
+    settings_options(p, SearchConfig, "the search's settings")
     p.add_argument("--run-id")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("curve", help="queue the data-efficiency curve: transfer and baseline at each label budget")
     _config_args(p)
-    p.add_argument("--labels", type=lambda v: [x for x in v.split(",") if x.strip()], metavar="N,N,...,all",
-                   help="target training reviews per point, half per label (default: the preset's, else 100,400,1600)")
-    p.add_argument("--seeds", type=int, help="samples and seeds per budget (default: the preset's, else 2)")
-    p.add_argument("--min-steps", type=int, default=50, help="optimizer steps a point trains for at least")
-    p.add_argument("--name", help="a label for the curve")
+    from .curve import CurveConfig
+
+    settings_options(p, CurveConfig, "the curve's settings")
     p.add_argument("--run-id")
     p.set_defaults(func=cmd_curve)
 

@@ -40,7 +40,8 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, group: str = "more
             factory: Any = None, **rules: Any) -> Any:
     """A field with its help and Train-form label, and its rules: `choices`, `between` (inclusive, with `unit`),
     `gt` / `lt` (exclusive), `min` (inclusive); `empty` says what None means ("all"), `format` how the form shows a
-    float. None is always allowed for an optional field."""
+    float, `flags` the command line's short names for its option besides `--field-name`. None is always allowed
+    for an optional field."""
     metadata = {"help": help, "group": group, "label": label, **rules}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
@@ -98,6 +99,21 @@ class Settings:
 
     def replace(self, **changes: Any):
         return type(self).from_dict({**self.to_dict(), **changes})
+
+    def with_overrides(self, assignments: dict[str, Any]):
+        """Apply `FIELD=VALUE` from the command line or a form (strings are parsed by field type)."""
+        data = self.to_dict()
+        types_ = {f.name: _field_type(f, type(self)) for f in dataclasses.fields(self)}
+        for key, raw in assignments.items():
+            if key not in types_:
+                raise ConfigError(key, f"not a {type(self).__name__} field")
+            data[key] = _coerce(key, raw, types_[key])
+        return type(self).from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | Path, base: Any = None):
+        """`--config FILE`: a JSON object of this class's fields (a run folder's config.json)."""
+        return cls.from_dict(read_config_json(path))
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,14 +282,20 @@ class RunConfig(Settings):
                        head_fraction=self.head_fraction, windows=self.eval_windows, confidence=self.eval_confidence)
 
     def with_overrides(self, assignments: dict[str, Any]) -> "RunConfig":
-        """Apply `FIELD=VALUE` from the command line or a form (strings are parsed by field type)."""
-        data = self.to_dict()
-        types_ = {f.name: _field_type(f, type(self)) for f in dataclasses.fields(self)}
-        for key, raw in assignments.items():
-            if key not in types_:
-                raise ConfigError(key, "not a RunConfig field")
-            data[key] = _coerce(key, raw, types_[key])
-        return type(self).from_dict(data)
+        """`FIELD=VALUE` (or `source.FIELD=VALUE`, as for a pipeline's stage 1); `target.*` is a pipeline's."""
+        if bad := [k for k in assignments if k.startswith("target.")]:
+            raise ConfigError(bad[0], "target.* fields are for pipelines; train takes plain FIELD=VALUE")
+        return super().with_overrides({k.removeprefix("source."): v for k, v in assignments.items()})
+
+    @classmethod
+    def from_file(cls, path: str | Path, base: Any = None) -> "RunConfig":
+        """A run's config.json, or a pipeline's (its source stage)."""
+        loaded = load_config_file(path)
+        return loaded.source if isinstance(loaded, PipelineConfig) else loaded
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def settings_help(cls: type = RunConfig) -> str:
@@ -286,8 +308,7 @@ def settings_help(cls: type = RunConfig) -> str:
         if fields:
             lines.append(f"\n{title or 'What to train, on what'}:")
         for f in fields:
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            lines.append(f"  {f.name} (default: {default!r})")
+            lines.append(f"  {f.name} (default: {field_default(f)!r})")
             lines += textwrap.wrap(f.metadata.get("help", ""), 100, initial_indent=" " * 6, subsequent_indent=" " * 6)
     return "\n".join(lines).lstrip("\n")
 
@@ -328,6 +349,14 @@ class PipelineConfig:
             raise exc.within("target") from None
         return PipelineConfig(source=self.source.with_overrides(source), target=tgt, name=self.name, baseline=self.baseline)
 
+    @classmethod
+    def from_file(cls, path: str | Path, base: "PipelineConfig | None" = None) -> "PipelineConfig":
+        """A pipeline's config.json; a run's becomes stage 1, with `base`'s (a preset's) stage 2."""
+        loaded = load_config_file(path)
+        if isinstance(loaded, PipelineConfig):
+            return loaded
+        return PipelineConfig(source=loaded, target=(base or cls()).target)
+
 
 @dataclass
 class EvalConfig(Settings):
@@ -336,21 +365,22 @@ class EvalConfig(Settings):
     --background` queue; `python -m core eval` runs the same in the foreground. Reading fields left empty
     (None) read reviews as the model was saved to be read (its Reading)."""
 
-    run: str = setting("", help="The run (id or unique prefix) whose model is scored.")
-    dataset: str = setting("imdb", help="A Hub dataset or a local folder, .parquet, .csv or .jsonl.")
+    run: str = setting("", group="custom", help="The run (id or unique prefix) whose model is scored.")
+    dataset: str = setting("imdb", group="custom", flags=("--data",),
+                           help="A Hub dataset or a local folder, .parquet, .csv or .jsonl.")
     dataset_config: str | None = setting(None, help="The Hub dataset's configuration, if it has one.")
     split: str = setting("test", help="The split scored.")
     text_fields: list[str] = setting(factory=list, help="Columns joined into the review text (empty: guessed).")
     label_field: str = setting("label", help="The label column.")
     max_samples: int | None = setting(None, min=1, empty="all",
                                       help="The first N rows of the split: a fixed sample, comparable across runs.")
-    samples_per_class: int | None = setting(None, min=1, empty="all",
+    samples_per_class: int | None = setting(None, min=1, empty="all", flags=("--per-class",),
                                             help="Or a seeded, balanced sample of N reviews per label (a split sorted "
                                                  "by label, such as the Hub's imdb, has one label in its first rows).")
-    max_length: int | None = setting(**like(Reading, "max_length", default=None))
-    truncation: str | None = setting(**like(Reading, "truncation", default=None))
-    windows: int | None = setting(**like(Reading, "windows", default=None))
-    confidence: float | None = setting(**like(Reading, "confidence", default=None))
+    max_length: int | None = setting(**like(Reading, "max_length", default=None, empty="as trained"))
+    truncation: str | None = setting(**like(Reading, "truncation", default=None, empty="as trained"))
+    windows: int | None = setting(**like(Reading, "windows", default=None, empty="as trained"))
+    confidence: float | None = setting(**like(Reading, "confidence", default=None, empty="as trained"))
     batch_size: int = setting(64, min=1, help="At most this many reviews a forward pass (and within the device's "
                                               "token budget).")
     precision: str = setting(**like(RunConfig, "precision"))
@@ -452,8 +482,13 @@ def load_preset(name: str) -> PipelineConfig:
     return PipelineConfig(source=RunConfig(**p["source"]), target=RunConfig(**p["target"]), name=name)
 
 
-def load_config_file(path: str | Path) -> PipelineConfig | RunConfig:
-    """A `config.json` of a run (RunConfig) or of a pipeline ({"source": ..., "target": ...})."""
+def preset_source(name: str) -> RunConfig:
+    """What `train --preset NAME` trains: the preset's source stage."""
+    return load_preset(name).source
+
+
+def read_config_json(path: str | Path) -> Any:
+    """A config file's JSON, or a one-line ConfigError naming the file."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -463,6 +498,12 @@ def load_config_file(path: str | Path) -> PipelineConfig | RunConfig:
         raise ConfigError("config", f"{path} is not valid JSON ({exc})") from None
     if isinstance(data, dict):  # a run folder's config.json from before run.json kept its kind there
         data = {k: v for k, v in data.items() if k not in ("kind", "parent", "stage")}
+    return data
+
+
+def load_config_file(path: str | Path) -> PipelineConfig | RunConfig:
+    """A `config.json` of a run (RunConfig) or of a pipeline ({"source": ..., "target": ...})."""
+    data = read_config_json(path)
     if isinstance(data, dict) and "source" in data:
         return PipelineConfig.from_dict(data)
     return RunConfig.from_dict(data)

@@ -29,7 +29,7 @@ STARTS = {"transfer": "from the source model", "baseline": "from the pretrained 
 class CurveConfig(Settings):
     """A pipeline's settings, and the label budgets and seeds the target stage and its baseline are trained at."""
 
-    base: dict = setting(factory=dict, help="The pipeline's settings ({\"source\": ..., \"target\": ...}).")
+    base: dict = setting(factory=dict, group="custom", help="The pipeline's settings ({\"source\": ..., \"target\": ...}).")
     labels: list[str] = setting(factory=lambda: ["100", "400", "1600"],
                                 help="Target training reviews per point, balanced (half per label), or `all`.")
     seeds: int = setting(2, between=(1, 10), help="Samples (and seeds) per budget: the spread of each point.")
@@ -210,3 +210,40 @@ def curve_csv(results: dict[str, Any]) -> str:
     writer.writeheader()
     writer.writerows(results["points"])
     return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------
+# The curve kind's check, preset and results (core/kinds.py)
+def check_curve(cfg: CurveConfig) -> CurveConfig:
+    from .training import preflight
+
+    for stage in (cfg.pipeline.source, cfg.pipeline.target):
+        preflight(stage)
+    check_budgets(cfg)
+    return cfg
+
+
+def preset_curve(name: str) -> CurveConfig:
+    """A preset's pipeline, with the budgets and seeds sized for its machine where it has them."""
+    from .config import PRESETS, load_preset
+
+    sized = PRESETS.get(name, {}).get("curve", {})
+    return CurveConfig(base=load_preset(name).to_dict(), **{k: v for k, v in sized.items() if k in ("labels", "seeds")})
+
+
+def report(job: RunDir, **_: Any):
+    """`results CURVE`: every point so far, the mean and spread per budget, and the crossover."""
+    from .kinds import Report
+
+    out = gather(job)
+    out["state"] = job.status().get("state")
+    zs = f", zero-shot {out['zero_shot']:.4f}" if out["zero_shot"] is not None else ""
+    lines = [f"curve {job.run_id}: {out['state']}{zs} on {out['test'] or 'the target test rows'}",
+             f"  {'labels':>8}  {'from the source model':>24}  {'from the pretrained model':>26}"]
+    rows: dict[int, dict[str, str]] = {}
+    for r in out["summary"]:
+        rows.setdefault(r["labels"], {})[r["start"]] = f"{r['mean']:.4f} ({r['min']:.3f}-{r['max']:.3f}, {r['seeds']})"
+    for labels, v in sorted(rows.items()):
+        lines.append(f"  {labels:>8,}  {v.get('transfer', ''):>24}  {v.get('baseline', ''):>26}")
+    lines.append(out["crossover"]["text"])
+    return Report(out, "\n".join(lines))

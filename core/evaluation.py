@@ -413,7 +413,7 @@ def evaluate_config(cfg: EvalConfig, save_to: RunDir | None = None, name: str | 
     return evaluate(predictor, examples, save_to, name), examples
 
 
-def run_eval(cfg: EvalConfig, run: RunDir) -> dict[str, Any]:
+def run_eval(cfg: EvalConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     """The eval job's body, in its worker process: score, and keep everything in the job's own folder
     (evals/<data>/metrics.json and predictions.csv; the figures in status.json). Never leaves it 'running'."""
     run.mark_worker()
@@ -441,3 +441,43 @@ def wrong_predictions(predictions_csv: str | Path):
     frame = pd.read_csv(predictions_csv)
     wrong = frame[frame["predicted"] != frame["label"]]
     return wrong.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The eval kind's check and results (core/kinds.py)
+def check_eval(cfg: EvalConfig) -> EvalConfig:
+    """The model run exists and has a model, the data can be found; a run id prefix becomes the id."""
+    from .training import preflight_dataset
+
+    model_run = RunDir.find(cfg.run, anywhere=True)
+    model_run.require_model()
+    preflight_dataset(cfg.dataset)
+    return cfg.replace(run=model_run.run_id)
+
+
+def public_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's every figure (accuracy, F1, calibration, per group, ...), without the chart data."""
+    return {k: v for k, v in metrics.items() if k not in ("reliability", "reliability_uncalibrated")}
+
+
+def metrics_text(m: dict[str, Any]) -> str:
+    text = f"{m['dataset']}: accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  n={m['n']}"
+    if m.get("ece") is not None:
+        text += f"  ece {m['ece']:.4f}"
+    if m.get("by_group"):
+        field = m["group_field"]
+        text += "".join(f"\n  {field}={g}: accuracy {v['accuracy']:.4f}  n={v['n']}" for g, v in m["by_group"].items())
+    return text
+
+
+def report(run: RunDir, **_: Any):
+    """`results EVAL_JOB`: what the evaluation measured, once it has."""
+    from .kinds import Report
+
+    state = run.status().get("state")
+    found = list(run.evals().values())
+    if not found:
+        return Report({"run_id": run.run_id, "state": state}, f"No figures yet: the evaluation is {state}.")
+    m = public_metrics(found[0])
+    notes = [n for n in [one_answer_note(m)] if n]
+    return Report({"run_id": run.run_id, "state": state, **m}, metrics_text(m), notes)

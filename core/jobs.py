@@ -30,8 +30,8 @@ from typing import Any
 
 from .backends import (ClusterUnreachable, RayCluster, backend_name, max_concurrent, ray_verdict,
                        submitted)
-from .config import EvalConfig, PipelineConfig, RunConfig
-from .paths import PROJECT_ROOT, artifacts_root, runs_root, studies_url
+from . import kinds
+from .paths import PROJECT_ROOT, artifacts_root, runs_root
 from .runs import (ACTIVE_STATES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
                    read_json, write_json_atomic)
 
@@ -83,20 +83,14 @@ def _row_for(run: RunDir) -> dict[str, Any] | None:
         # can be seen and deleted, but never as a run that worked.
         config, damaged = {}, "config.json is missing or not valid JSON: a damaged run folder, left as it is"
     status = run.status()
-    if job["kind"] in ("search", "curve"):  # what they train: the base settings (a pipeline's stages)
-        config = {**(config.get("base") or {}), "name": config.get("name")}
-    pipeline = "source" in config
-    source = config.get("source") if pipeline else config
-    source = source if isinstance(source, dict) else {}
-    dataset = source.get("dataset")
-    target = config.get("target") if pipeline else None
-    if isinstance(target, dict) and target.get("dataset"):
-        dataset = f"{dataset} → {target['dataset']}"  # a pipeline carries a model from one to the other
+    try:
+        model, dataset = kinds.get(job["kind"]).describe(config)  # a pipeline's data: `source → target`
+    except (ValueError, AttributeError, TypeError):  # a kind this process does not know, or a damaged config
+        model = dataset = None
     try:
         mtime = run.status_path.stat().st_mtime
     except FileNotFoundError:
         mtime = 0.0
-    model = config.get("run") if job["kind"] == "eval" else source.get("model")  # eval: the run it scores
     return {"id": run.run_id, "kind": job["kind"], "parent": job["parent"],
             "name": config.get("name") or "", "model": model, "dataset": dataset,
             "state": "failed" if damaged else status.get("state") or "failed", "created_at": status.get("created_at"),
@@ -226,34 +220,21 @@ def reconcile(run_ids: list[str] | None = None) -> list[str]:
             fixed.append(run.run_id)
     if requeued:
         ensure_dispatcher()
+    if fixed:  # their workers are gone: the tracker gets their last lines from here
+        from .tracking import mirror_ended
+
+        mirror_ended([RunDir.for_id(i) for i in fixed])
     return fixed
 
 
 # ---------------------------------------------------------------------------------------
 # Launch and queue
-def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_id: str | None = None) -> RunDir:
-    from .training import preflight, preflight_dataset
-
-    if isinstance(config, EvalConfig):
-        model_run = RunDir.find(config.run, anywhere=True)
-        model_run.require_model()
-        preflight_dataset(config.dataset)
-        config = EvalConfig.from_dict({**config.to_dict(), "run": model_run.run_id})  # a prefix becomes the id
-    elif kind == "curve":
-        from .curve import check_budgets
-
-        for cfg in (config.pipeline.source, config.pipeline.target):
-            preflight(cfg)
-        check_budgets(config)
-    elif kind == "search":
-        pcfg = config.pipeline
-        for cfg in ([pcfg.source, pcfg.target] if pcfg else [config.stage_config()]):
-            preflight(cfg)
-    else:
-        for cfg in ([config.source, config.target] if isinstance(config, PipelineConfig) else [config]):
-            preflight(cfg)
-    prefix = kind if kind in ("pipeline", "search", "curve") and not config.name else (config.name or kind)
-    run = RunDir.for_id(run_id or new_run_id(prefix))
+def create_run(kind: str, config: Any, run_id: str | None = None) -> RunDir:
+    """A queued run's folder, once its kind's checks pass (nothing is made when they do not)."""
+    entry = kinds.get(kind)
+    if check := kinds.load(entry.check):
+        config = check(config)  # e.g. an evaluation's run id prefix becomes the id
+    run = RunDir.for_id(run_id or new_run_id(config.name or kind))
     if run.path.exists():
         raise ValueError(f"run: {run.run_id} already exists")
     run.path.mkdir(parents=True)
@@ -263,7 +244,7 @@ def create_run(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_i
     return run
 
 
-def launch(kind: str, config: RunConfig | PipelineConfig | EvalConfig, run_id: str | None = None) -> RunDir:
+def launch(kind: str, config: Any, run_id: str | None = None) -> RunDir:
     """Queue a run and make sure a dispatcher will start it; returns at once. With the ray backend, a cluster that
     does not answer, or has no node big enough for the run, is one line and nothing is queued."""
     if backend_name() == "ray":
@@ -299,10 +280,10 @@ def queued_runs() -> list[RunDir]:
 def holds_a_slot(run: RunDir) -> bool:
     """A process the dispatcher started that trains or scores: not a search (it only asks and tells), nor a
     pipeline's stage (it runs inside the pipeline's worker). A search's trials and source model do."""
-    job = run.job()
-    if job["kind"] == "search":
+    if not kinds.of(run).holds_slot:
         return False
-    return not job["parent"] or RunDir.for_id(job["parent"]).job()["kind"] == "search"
+    parent = kinds.parent_kind(run)
+    return parent is None or parent.children_apart
 
 
 def active_workers() -> list[RunDir]:
@@ -409,8 +390,8 @@ def stop(run_id: str, timeout: float = 120.0, grace: float = 10.0) -> dict[str, 
     for child in _active_children(run):
         child.request_stop()
     run.update_status(state="stopping")
-    if run.job()["kind"] == "eval":
-        timeout = 0  # an evaluation has nothing to save between steps: signalled at once, scored again on resume
+    if kinds.of(run).stop_wait is not None:  # an evaluation has nothing to save between steps: signalled at once
+        timeout = kinds.of(run).stop_wait
     deadline = time.time() + timeout
     while time.time() < deadline:
         if run.status().get("state") in TERMINAL_STATES or worker_alive(run.status()) is False:
@@ -471,12 +452,11 @@ def resume(run_id: str) -> RunDir:
     run = RunDir.find(run_id)
     if not isinstance(read_json(run.config_path), dict):
         raise ValueError(f"run: {run.run_id} cannot resume: its config.json is missing or not valid JSON")
-    if parent := run.job()["parent"]:
-        what = "search" if RunDir.for_id(parent).job()["kind"] == "search" else "pipeline"
-        raise ValueError(f"run: {run.run_id} is a {'trial' if what == 'search' else 'stage'} of {what} {parent}; "
-                         f"resume the {what}")
+    if parent := kinds.parent_kind(run):
+        raise ValueError(f"run: {run.run_id} is a {parent.child} of {parent.name} {run.job()['parent']}; "
+                         f"resume the {parent.name}")
     state = run.status().get("state")
-    if state in ("queued", "running") and run.job()["kind"] == "search":
+    if state in ("queued", "running") and kinds.of(run).resumes_itself:
         return run  # a search that lost a trial goes on by itself to its number of finished trials
     if state not in ("stopped", "interrupted", "failed"):
         raise ValueError(f"run: {run.run_id} is {state}; only stopped, interrupted or failed runs resume")
@@ -503,20 +483,15 @@ def delete(run_id: str) -> None:
     if needing := dependents({r.run_id for r in targets}):
         raise ValueError(f"run: {', '.join(needing)} still need the model of {run.run_id} (to start, resume or score "
                          "it); cancel or delete them first, or let them finish")
-    kind = run.job()["kind"]
+    entry = kinds.of(run)
     root = runs_root().resolve()
     for r in targets:  # a folder right under runs/, never a link out of it
         if r.path.is_symlink() or r.path.resolve().parent != root:
             raise ValueError(f"run: {r.run_id} is not a folder of {root}; nothing deleted")
     for r in targets:
         shutil.rmtree(r.path, ignore_errors=True)
-    if kind == "search":  # its study goes with it
-        import optuna
-
-        try:
-            optuna.delete_study(study_name=run.run_id, storage=studies_url())
-        except KeyError:
-            pass
+    if on_delete := kinds.load(entry.on_delete):  # a search's study goes with it
+        on_delete(run)
     sync_index()
 
 
@@ -538,9 +513,7 @@ def dependents(run_ids: set[str]) -> list[str]:
         if row["state"] in ("completed", "cancelled") or row.get("parent") or row["id"] in run_ids:
             continue
         config = read_json(RunDir.for_id(row["id"]).config_path, {}) or {}
-        refs = ([config.get("run")] if row["kind"] == "eval"
-                else [config.get("init_from"), (config.get("source") or {}).get("init_from")])
-        if any(refers_to(ref) for ref in refs if ref):
+        if any(refers_to(ref) for ref in kinds.get(row["kind"]).reads(config)):
             found.append(f"{row['id']} ({row['state']})")
     return found
 

@@ -352,3 +352,47 @@ def other_sources_scores(pipe: RunDir, predictor_for=Predictor.from_run, path: s
                                "p_positive": round(float(probs[i, 1]), 3), "text": examples.texts[i]}
                               for i in np.flatnonzero(~right)]})
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# The pipeline kind's check and results (core/kinds.py)
+def check_pipeline(pcfg: PipelineConfig) -> PipelineConfig:
+    from .training import preflight
+
+    for cfg in (pcfg.source, pcfg.target):
+        preflight(cfg)
+    return pcfg
+
+
+def results_json(results: dict[str, Any], state: str | None) -> dict[str, Any]:
+    """`pipeline --json` and `results --json`: the table's rows, without the per-review and chart data."""
+    heavy = ("predictions", "reliability", "reliability_uncalibrated", "confusion", "by_group")
+    return {"pipeline_id": results["pipeline_id"], "state": state,
+            "rows": [{k: v for k, v in r.items() if k not in heavy} for r in results["rows"]],
+            "wall_s": results["wall_s"]}
+
+
+def report(pipe: RunDir, flipped: int = 0, **_: Any):
+    """`results PIPELINE`: the comparison table, finished or so far, and the target reviews whose label flipped
+    between zero-shot and fine-tuned."""
+    from .kinds import Report
+
+    state = pipe.status().get("state")
+    results = current_results(pipe)
+    data = results_json(results, state)
+    text = results_markdown(results).rstrip() if results["rows"] else f"No rows yet: the pipeline is {state}."
+    flips = flipped_predictions(pipe) if flipped else None
+    if flips is not None:
+        import json
+
+        data["flipped"] = json.loads(flips.head(flipped).to_json(orient="records"))
+        data["flipped_total"] = len(flips)
+        if not flips.empty:
+            text += (f"\n\n{len(flips)} target reviews flipped between zero-shot and fine-tuned: "
+                     f"{int(flips['fixed'].sum())} now right, {int((~flips['fixed']).sum())} now wrong. "
+                     f"The first {min(flipped, len(flips))}:")
+            for f in flips.head(flipped).itertuples():
+                text += (f"\n  row {f.row:>6}  {f.label:8}  {f.predicted_zero_shot} {f.p_positive_zero_shot:.3f} -> "
+                         f"{f.predicted_finetuned} {f.p_positive_finetuned:.3f}  {'fixed' if f.fixed else 'broken'}  "
+                         f"{str(f.text)[:80]!r}")
+    return Report(data, text, row_warnings(results["rows"]))

@@ -274,12 +274,14 @@ class RunDir:
         write_json_atomic(self.job_path, {"kind": kind, "parent": parent, "stage": stage, **job})
 
     def job(self) -> dict[str, Any]:
-        """kind (train, pipeline, eval or search), parent (a stage's pipeline or a trial's search), stage (its name),
+        """kind (core/kinds.py: train, trial, pipeline, eval, curve, search), parent (a stage's pipeline or a trial's search), stage (its name),
         and a trial's number and id in its study; None for each that does not apply."""
         data = read_json(self.job_path)
         if not isinstance(data, dict):
             data = read_json(self.config_path, {}) or {}
-        job = {"kind": data.get("kind") or "train", "parent": data.get("parent"), "stage": data.get("stage")}
+        trial = data.get("trial") is not None  # a trial written before trials were a kind of their own said "train"
+        job = {"kind": "trial" if trial else data.get("kind") or "train", "parent": data.get("parent"),
+               "stage": data.get("stage")}
         return {**job, **{k: data[k] for k in ("trial", "trial_id") if k in data}}
 
     def config(self) -> dict[str, Any]:

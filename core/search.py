@@ -43,21 +43,21 @@ class Dimension:
     """One field's range: a float range (log scale or not), an integer range, or a list of choices."""
 
     name: str
-    kind: str  # float, int, choice
+    scale: str  # float, int, choice
     low: Any = None
     high: Any = None
     log: bool = False
     choices: tuple = ()
 
     def suggest(self, trial) -> Any:
-        if self.kind == "float":
+        if self.scale == "float":
             return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-        if self.kind == "int":
+        if self.scale == "int":
             return trial.suggest_int(self.name, self.low, self.high, log=self.log)
         return trial.suggest_categorical(self.name, list(self.choices))
 
     def holds(self, value: Any) -> bool:
-        if self.kind == "choice":
+        if self.scale == "choice":
             return value in self.choices
         return isinstance(value, (int, float)) and self.low <= value <= self.high
 
@@ -125,9 +125,9 @@ def parse_space(space: dict[str, str]) -> list[Dimension]:
 class SearchConfig(Settings):
     """A search: the settings every trial starts from, the fields it varies and how it scores a trial."""
 
-    base: dict = setting(factory=dict, help="The settings every trial starts from: a run's config, or a pipeline's "
+    base: dict = setting(factory=dict, group="custom", help="The settings every trial starts from: a run's config, or a pipeline's "
                                             "({\"source\": ..., \"target\": ...}).")
-    space: dict = setting(factory=dict, help="FIELD: SPEC for each field varied (empty: learning rate, batch size, "
+    space: dict = setting(factory=dict, group="custom", help="FIELD: SPEC for each field varied (empty: learning rate, batch size, "
                                              "epochs, warmup and weight decay).")
     trials: int = setting(8, min=1, help="Finished trials (completed or pruned) the search runs to.")
     metric: str = setting("eval_accuracy", choices=tuple(METRICS),
@@ -139,7 +139,7 @@ class SearchConfig(Settings):
     pruner: str = setting("median", choices=PRUNERS,
                           help="Stop trials early whose validation figures trail: median (below the median of "
                                "earlier trials at the same step), hyperband, or none.")
-    stage: str = setting("source", choices=("source", "target"),
+    stage: str = setting("source", choices=("source", "target"), group="custom",
                          help="A pipeline's stage searched; target: the source model is trained once and every "
                               "trial starts from it.")
     transfer_rows: int = setting(1000, min=2, help="With metric=transfer: the target training reviews scored "
@@ -278,7 +278,7 @@ def trial_callback(run: RunDir):
     return Report()
 
 
-def run_trial(run: RunDir, cfg: RunConfig, resume: bool) -> dict[str, Any]:
+def run_trial(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     """A trial's worker: train with the reporting callback, then (metric=transfer) score the target rows."""
     from .training import train_run
 
@@ -316,7 +316,7 @@ def queue_trial(search: RunDir, study, cfg: SearchConfig, dims: list[Dimension],
     trial.set_user_attr("run_id", run.run_id)
     tcfg = cfg.trial_config(params, init_from).replace(name=f"{cfg.name or 'search'}: trial {trial.number + 1}")
     run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config("train", tcfg.to_dict(), parent=search.run_id, stage=f"t{trial.number + 1:02d}",
+    run.write_config("trial", tcfg.to_dict(), parent=search.run_id, stage=f"t{trial.number + 1:02d}",
                      trial=trial.number, trial_id=trial._trial_id)
     write_json_atomic(run.status_path, {"state": "queued", "created_at": now(), "queued_at": now(),
                                         "updated_at": now(), "params": params})
@@ -554,3 +554,51 @@ def results(search: RunDir) -> dict[str, Any]:
         if isinstance(saved, dict):
             return saved
         raise ValueError(f"run: {search.run_id}: its study cannot be read ({error_line(exc)})") from None
+
+
+# ---------------------------------------------------------------------------------------
+# The search kind's check, preset, results and deletion (core/kinds.py)
+def check_search(cfg: SearchConfig) -> SearchConfig:
+    from .training import preflight
+
+    pcfg = cfg.pipeline
+    for stage in ([pcfg.source, pcfg.target] if pcfg else [cfg.stage_config()]):
+        preflight(stage)
+    return cfg
+
+
+def preset_search(name: str) -> SearchConfig:
+    from .config import load_preset
+
+    return SearchConfig(base=load_preset(name).to_dict())
+
+
+def report(search: RunDir, **_: Any):
+    """`results SEARCH`: its trials so far and the best."""
+    from .kinds import Report
+
+    out = results(search)
+    state = search.status().get("state")
+    data = {"search_id": out["search_id"], "state": state, "metric": out["metric"], "direction": out["direction"],
+            "best": out["best"], "trials": [{k: t.get(k) for k in ("number", "run_id", "state", "params", "value",
+                                                                   "intermediate")} for t in out["trials"]]}
+    lines = [f"search {out['search_id']}: {state}, {out['metric']} ({out['direction']})"]
+    for t in out["trials"]:
+        # a pruned trial's value is its last validation report, not the metric: in brackets
+        value = "" if t["value"] is None else f"({t['value']:.4f})" if t["state"] == "pruned" else f"{t['value']:.4f}"
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        lines.append(f"  {t['number'] + 1:>3}  {t['run_id'] or '':44} {t['state']:9} {value:>8}  {params}")
+    if out["best"]:
+        lines.append(f"best: {out['best']['run_id']} ({out['metric']} {out['best']['value']:.4f}); "
+                     f"python -m core presets --from-run {out['best']['run_id']} > best.json")
+    return Report(data, "\n".join(lines))
+
+
+def delete_study(search: RunDir) -> None:
+    """A deleted search's study goes with it."""
+    import optuna
+
+    try:
+        optuna.delete_study(study_name=search.run_id, storage=studies_url())
+    except KeyError:
+        pass

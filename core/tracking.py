@@ -290,12 +290,30 @@ def mirrored(run: RunDir, every: float | None = None) -> Iterator[None]:
         last.join(timeout=30)  # the run is over either way; a store that hangs does not hold the worker
 
 
+def mirror_ended(runs: list[RunDir]) -> None:
+    """Runs whose worker died (reconciled as interrupted or stopped) mirrored to their last line: no worker is
+    left to send their tail. Off: does nothing; a store that fails is said in the run's log."""
+    if not runs or not tracking_on():
+        return
+    try:
+        mirror = Mirror()
+        for run in runs:
+            for folder in [run, *_stages(run)]:
+                mirror.sync(folder, final=True)
+    except Exception as exc:
+        runs[0].log(f"warning: MLflow tracking at {tracking_uri()} failed ({error_line(exc)[:200]}); "
+                    "`python -m core mlflow-sync` mirrors the run later")
+
+
 def _stages(run: RunDir) -> list[RunDir]:
     """The folders this run's own process writes besides its own: a pipeline's or a curve's stages (a search's
     trials are separate workers that mirror themselves)."""
     from .jobs import children
 
-    return children(run) if run.job()["kind"] in ("pipeline", "curve") else []
+    from .kinds import of
+
+    entry = of(run)
+    return children(run) if entry.child and not entry.children_apart else []
 
 
 # ---------------------------------------------------------------------------------------

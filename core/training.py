@@ -20,7 +20,7 @@ import numpy as np
 from .config import RunConfig
 from .errors import ConfigError
 from .export import write_card
-from .data import Encoder, load_splits, tokenize_cached
+from .data import Encoder, dataset_cached, load_splits, tokenize_cached
 from .evaluation import Predictor, calibrate, classification_metrics, evaluate, one_answer_note
 from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
 from .runs import RunDir, Terminal, append_jsonl, disk_full, error_line, now, read_json, read_jsonl
@@ -186,12 +186,19 @@ def preflight(cfg: RunConfig) -> None:
     preflight_dataset(cfg.dataset)
 
 
+def check_run(cfg: RunConfig) -> RunConfig:
+    """The train kind's check before its folder is made."""
+    preflight(cfg)
+    return cfg
+
+
 def preflight_dataset(dataset: str) -> None:
-    """A local file or folder that exists, or a Hub name while the Hub can be reached."""
+    """A local file or folder that exists, or a Hub name while the Hub can be reached or that `datasets` has
+    cached (loaded once before: offline, `load_dataset` then reads its cache)."""
     if resolve_local(dataset) is None:
         if looks_like_path(dataset):
             raise ConfigError("dataset", f"no such file or folder: {dataset}")
-        if not hub_reachable():
+        if not hub_reachable() and not dataset_cached(dataset):
             raise unreachable("dataset", dataset)
 
 
@@ -338,7 +345,9 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
         step = int(checkpoint.name.split("-")[-1])
         _rewind_metrics(run, step)
         run.log(f"resuming from {checkpoint.name}")
-    elif main and not resume:
+    elif main:  # a new run, or one resumed before its first checkpoint: it starts again from step 0, so do its curves
+        if resume:
+            run.log("no checkpoint to resume from: training starts again")
         run.metrics_path.unlink(missing_ok=True)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 

@@ -13,15 +13,12 @@ import threading
 import time
 from typing import Any
 
-from .config import EvalConfig, PipelineConfig, RunConfig
-from .curve import CurveConfig, run_curve
-from .evaluation import run_eval
+from . import kinds
+from .config import RunConfig
 from .paths import PROJECT_ROOT
-from .pipeline import run_pipeline
 from .runs import TERMINAL_STATES, RunDir, now
-from .search import SearchConfig, run_search, run_trial
 from .tracking import mirrored
-from .training import run_config, train_run
+from .training import train_run
 
 
 def work(run_id: str) -> int:
@@ -79,30 +76,21 @@ def _watch_cluster(run: RunDir, job: str, every: float = 5.0, patience: float = 
 
 
 def _work(run: RunDir, config: dict[str, Any], kind: str, resume: bool) -> int:
+    """The kind's runner (core/kinds.py) over its settings; a runner that returns an exit code passes it on."""
     try:
-        if kind == "pipeline":
-            run_pipeline(PipelineConfig.from_dict(config), run, resume=resume)
-            return 0
-        if kind == "eval":  # no checkpoints: a resumed evaluation scores again from the start
-            run_eval(EvalConfig.from_dict(config), run)
-            return 0
-        if kind == "curve":
-            run_curve(CurveConfig.from_dict(config), run, resume=resume)
-            return 0
-        if kind == "search":
-            run_search(SearchConfig.from_dict(config), run, resume=resume)
-            return 0
-        cfg = run_config(run)
-        if run.job().get("trial") is not None:
-            run_trial(run, cfg, resume=resume)
-            return 0
-        if cfg.num_processes > 1 or cfg.num_machines > 1:
-            return _work_distributed(run, cfg, resume)
-        train_run(cfg, run, resume=resume)
-        return 0
+        entry = kinds.get(kind)
+        code = kinds.load(entry.runner)(entry.make(config), run, resume)
+        return code if isinstance(code, int) else 0
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def run_training(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any] | int:
+    """The train kind's runner: in this process, or one process per device under `accelerate launch`."""
+    if cfg.num_processes > 1 or cfg.num_machines > 1:
+        return _work_distributed(run, cfg, resume)
+    return train_run(cfg, run, resume=resume)
 
 
 def _install_sigterm(run: RunDir) -> None:

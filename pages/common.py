@@ -8,6 +8,7 @@ import html
 import json
 import os
 import time
+import types
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,8 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import jobs
-from core.config import field_kind
+from core import jobs, kinds
+from core.config import field_default, field_kind
 from core.data import read_table_bytes
 from core.evaluation import Predictor
 from core.runs import ACTIVE_STATES, STAGES, MetricsTail, RunDir, headline
@@ -124,7 +125,7 @@ def predictor_for(run_id: str) -> Predictor:
 
 
 def models_available(rows: list[dict[str, Any]]) -> list[str]:
-    return [r["id"] for r in rows if r["kind"] == "train" and RunDir.for_id(r["id"]).has_model()]
+    return [r["id"] for r in rows if kinds.get(r["kind"]).has_model and RunDir.for_id(r["id"]).has_model()]
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,10 +356,12 @@ def show_error(exc: Exception) -> None:
 def setting_widgets(cls: type, base: Any, group: str, errors: dict[str, str], key_prefix: str = "train_",
                     columns: int = 4) -> dict[str, Any]:
     """A widget for each field of the settings dataclass `cls` in `group`, built from the field's type and metadata
-    (label, help, choices, format, what an empty value means), starting from `base`'s values; a field's error from
-    the last launch is shown under it. Returns the values as the dataclass takes them (0 or "" for an optional
-    field: None)."""
+    (label, help, choices, format, what an empty value means), starting from `base`'s values (None: the fields'
+    defaults); a field's error from the last launch is shown under it. Returns the values as the dataclass takes
+    them (0 or "" for an optional field: None)."""
     fields = [f for f in dataclasses.fields(cls) if f.metadata.get("group", "more") == group]
+    if base is None:
+        base = types.SimpleNamespace(**{f.name: field_default(f) for f in fields})
     cells = st.columns(columns)
     values: dict[str, Any] = {}
     for i, f in enumerate(fields):
@@ -369,10 +372,10 @@ def setting_widgets(cls: type, base: Any, group: str, errors: dict[str, str], ke
         current, key, help_ = getattr(base, f.name), key_prefix + f.name, meta.get("help")
         if tp is bool:
             value = cell.checkbox(label, value=bool(current), key=key, help=help_)
-        elif "choices" in meta:
-            options = list(meta["choices"])
+        elif "choices" in meta:  # an optional one: None first, shown as what it means
+            options = ([None] if optional else []) + list(meta["choices"])
             value = cell.selectbox(label, options, index=options.index(current) if current in options else 0, key=key,
-                                   help=help_)
+                                   help=help_, format_func=lambda o: meta.get("empty", "default") if o is None else o)
         elif tp in (int, float):
             number = cell.number_input(label, value=tp(current or 0), step=tp(meta.get("step", 1 if tp is int else 0.05)),
                                        format=meta.get("format"), key=key, help=help_)

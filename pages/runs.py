@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core import jobs
-from core.config import PRESETS, EvalConfig
+from core import jobs, kinds
+from core.config import PRESETS, ConfigError, EvalConfig
 from core.export import card, export, push
 from core.paths import PROJECT_ROOT, artifacts_root, resolve_local
 from core.evaluation import one_answer_note, single_label, wrong_predictions
@@ -14,7 +14,8 @@ from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
 from core.runs import ACTIVE_STATES, RunDir, compare, read_json, transposed
 from core.tracking import run_link, tracking_on
 from pages.common import (RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_charts, curve_sources, duration, live,
-                          reliability_figure, run_label, run_name, runs_frame, runs_table, show_error, through_router)
+                          reliability_figure, run_label, run_name, runs_frame, runs_table, setting_widgets, show_error,
+                          through_router)
 
 through_router(__file__)
 st.title("Runs")
@@ -117,25 +118,23 @@ def details(run_id: str) -> None:
             "state": f"{STATE_ICONS.get(v.get('state'), '')} {v.get('state')}"} for name, v in status["stages"].items()]),
             hide_index=True, width="stretch", key=f"stages_{run_id}",
             column_config={"accuracy": st.column_config.NumberColumn(format="%.4f")})
-    if status.get("stages") and any(v.get("state") == "completed" for v in status["stages"].values()):
-        st.page_link("pages/transfer.py", label="Its comparison table, on the Transfer page", icon="🔁",
-                     query_params={"pipeline": run_id})
+    entry = kinds.get(row.get("kind") or "train")
+    if entry.page:  # where its results are shown: a pipeline's table, a curve's chart, a search's trials
+        page, key, label = entry.page
+        st.page_link(page, label=label, icon="🔁", query_params={key: run_id})
     if state == "completed" and run.has_model():
         st.page_link("pages/train.py", label="Fine-tune this model further (Train page)", icon="🏋️",
                      query_params={"init_from": run_id})
         use_elsewhere(run_id, run)
-    if row.get("kind") == "search":
-        st.page_link("pages/search.py", label="Its trials and charts, on the Search page", icon="🔎",
-                     query_params={"search": run_id})
     if tracking_on() and (link := run_link(run)):
         st.link_button("Open in MLflow", link, icon="📊", help=f"Needs the MLflow UI running (make mlflow): {link}")
     if status.get("metrics"):
         with st.expander("Final metrics (status.json)"):
             st.json(status["metrics"])
-    if row.get("kind") == "eval":
+    if entry.scores(read_json(run.config_path, {}) or {}):  # an evaluation job: what it measured
         eval_result(run_id, run)
     evaluations(run_id, run)
-    if state == "completed" and run.has_model() and row.get("kind") != "eval":
+    if state == "completed" and run.has_model():
         evaluate_form(run_id, run)
     with st.expander("Config"):
         raw = run.config_path.read_text(errors="replace") if run.config_path.exists() else ""
@@ -285,40 +284,33 @@ def eval_datasets(trained_on: str | None) -> tuple[list[str], int]:
 
 
 def evaluate_form(run_id: str, run: RunDir) -> None:
-    """Queue an eval job for this run's model: zero-shot on another domain, with no training."""
+    """Queue an eval job for this run's model: zero-shot on another domain, with no training. Its fields are
+    EvalConfig's; a refused value is shown beside its field."""
     config = read_json(run.config_path, {}) or {}
     options, default = eval_datasets(config.get("dataset"))
-    with st.expander("🧪 Evaluate this model on a dataset (zero-shot: no training)"):
+    errors_key = f"eval_errors_{run_id}"
+    errors: dict[str, str] = st.session_state.get(errors_key, {})
+    with st.expander("🧪 Evaluate this model on a dataset (zero-shot: no training)", expanded=bool(errors)):
         with st.form(f"eval_form_{run_id}"):
             choice = st.selectbox("Dataset", options + ["Another (type it below)"], index=default, key=f"eval_data_{run_id}")
             typed = st.text_input("Another dataset: a Hub name, or a local folder / .parquet / .csv / .jsonl",
                                   key=f"eval_other_{run_id}")
-            c1, c2, c3 = st.columns(3)
-            split = c1.text_input("Split", "test", key=f"eval_split_{run_id}")
-            fields = c2.text_input("Text column(s), comma-separated", "", key=f"eval_fields_{run_id}",
-                                   help="Empty: guessed (title + content, text, review, ...)")
-            label = c3.text_input("Label column", "label", key=f"eval_label_{run_id}")
-            c4, c6, c5 = st.columns(3)
-            max_samples = c4.number_input("Reviews to score (N; 0: all)", 0, None, 2000, step=500,
-                                          key=f"eval_n_{run_id}", help="A fixed sample: comparable across models. "
-                                          "On 2 CPU cores 2,000 IMDB reviews take a few minutes per model.")
-            balanced = c6.radio("Which", ["the first N", "N per label"], key=f"eval_sample_{run_id}",
-                                help="N per label: a seeded, balanced sample (2N reviews), for a split sorted by "
-                                     "label, such as the Hub's imdb, whose first rows are all negative.")
-            windows = c5.selectbox("Windows per review", ["as trained", 1, 2, 3, 4], key=f"eval_windows_{run_id}",
-                                   help="Average the model over up to N windows of a long review "
-                                        "(as trained: the reading saved with the model).")
+            for field in ("dataset", ""):  # the dataset's own widgets above, and what no field of the form says
+                if field in errors:
+                    st.error(errors[field], icon="⚠️")
+            values = setting_widgets(EvalConfig, EvalConfig(run=run_id, max_samples=2000), "more", errors,
+                                     key_prefix=f"eval_{run_id}_", columns=3)
             if st.form_submit_button("Queue the evaluation", type="primary"):
+                data = typed.strip() if choice.startswith("Another") else choice
                 try:
-                    data = typed.strip() if choice.startswith("Another") else choice
-                    n, per_label = max_samples or None, balanced == "N per label"
-                    cfg = EvalConfig(run=run_id, dataset=data, split=split, text_fields=fields, label_field=label,
-                                     max_samples=None if per_label else n, samples_per_class=n if per_label else None,
-                                     windows=None if windows == "as trained" else windows)
+                    cfg = EvalConfig(run=run_id, dataset=data, **values)
                     st.session_state["runs_flash"] = jobs.launch("eval", cfg).run_id
-                    st.rerun()  # the whole page: the runs table lists the new job
+                    st.session_state[errors_key] = {}
+                except ConfigError as exc:
+                    st.session_state[errors_key] = {exc.field: str(exc)}
                 except ValueError as exc:
-                    show_error(exc)
+                    st.session_state[errors_key] = {"": str(exc)}
+                st.rerun()  # the whole page: the runs table lists the new job, or the form its error
 
 
 def live_view() -> None:
@@ -339,7 +331,7 @@ def live_view() -> None:
             st.caption("Validation is scored once per epoch unless `eval_steps` is set, so its charts have a point per "
                        "epoch. For a curve: *Evaluate every N steps* under the Train page's More settings, or "
                        "`--set eval_steps=N`.")
-    elif any(by_id.get(i, {}).get("kind") != "eval" for i in selected):  # an evaluation has no curves to wait for
+    elif any(kinds.get(by_id.get(i, {}).get("kind") or "train").trains_models for i in selected):  # curves to come
         st.caption("No metrics yet: curves appear with the first logged steps.")
     for run in runs:
         details(run.run_id)

@@ -9,8 +9,8 @@ from core import jobs
 from core.cli import parse_assignments
 from core.config import PRESETS, ConfigError, RunConfig, field_kind, load_preset
 from core.runs import ACTIVE_STATES, RunDir
-from core.search import DEFAULT_SPACE, METRICS, NOT_SEARCHABLE, PRUNERS, SearchConfig, open_study, parse_spec, results
-from pages.common import STATE_ICONS, live, runs_table, show_error, through_router
+from core.search import DEFAULT_SPACE, NOT_SEARCHABLE, SearchConfig, open_study, parse_spec, results
+from pages.common import STATE_ICONS, live, runs_table, setting_widgets, show_error, through_router
 
 through_router(__file__)
 st.title("Search")
@@ -42,7 +42,7 @@ def range_widget(name: str, spec: str) -> str:
     label = FIELDS[name].metadata.get("label") or name
     cols = st.columns([2, 2, 2, 1])
     cols[0].markdown(f"**{label}**  \n`{name}`", help=FIELDS[name].metadata.get("help"))
-    if dim.kind == "choice":
+    if dim.scale == "choice":
         options = list(FIELDS[name].metadata.get("choices") or dim.choices)
         picked = cols[1].multiselect("choices", options, default=[c for c in dim.choices if c in options],
                                      key=f"search_{name}_choices", label_visibility="collapsed")
@@ -50,7 +50,7 @@ def range_widget(name: str, spec: str) -> str:
                                    key=f"search_{name}_more", placeholder="more, comma-separated",
                                    label_visibility="collapsed")
         return ",".join([str(p) for p in picked] + [e.strip() for e in extra.split(",") if e.strip()])
-    integer = dim.kind == "int"
+    integer = dim.scale == "int"
     fmt = None if integer else ("%.1e" if dim.log else "%.3f")
     low = cols[1].number_input("low", value=dim.low, key=f"search_{name}_low", format=fmt)
     high = cols[2].number_input("high", value=dim.high, key=f"search_{name}_high", format=fmt)
@@ -76,15 +76,9 @@ with st.expander("New search", expanded=not any(r["kind"] == "search" for r in r
             parse_spec(name, specs[name])  # as the user set it: named here, before anything is launched
         except (ConfigError, ValueError) as exc:
             errors.append(str(exc))
+    field_errors: dict[str, str] = st.session_state.get("search_errors", {})
     with st.form("search_form"):
-        f1, f2, f3, f4 = st.columns(4)
-        trials = f1.number_input("Trials", min_value=1, value=8, step=1, key="search_trials",
-                                 help="Finished trials (completed or pruned) the search runs to.")
-        metric = f2.selectbox("Metric", list(METRICS), key="search_metric",
-                              help=SearchConfig.__dataclass_fields__["metric"].metadata["help"])
-        pruner = f3.selectbox("Pruner", list(PRUNERS), key="search_pruner",
-                              help=SearchConfig.__dataclass_fields__["pruner"].metadata["help"])
-        name = f4.text_input("Name (optional)", key="search_name")
+        values = setting_widgets(SearchConfig, None, "more", field_errors, key_prefix="search_")
         sets = st.text_area("Other settings for every trial (FIELD=VALUE, one a line; target.FIELD for the target)",
                             key="search_sets", height=80, placeholder="max_train_samples=2000\nepochs=1")
         submitted = st.form_submit_button("🔎 Launch search", type="primary")
@@ -93,12 +87,17 @@ with st.expander("New search", expanded=not any(r["kind"] == "search" for r in r
             if errors:
                 raise ValueError(errors[0])
             pcfg = base.with_overrides(parse_assignments([s.strip() for s in sets.splitlines() if s.strip()]))
-            cfg = SearchConfig(base=pcfg.to_dict(), space=specs, trials=int(trials), metric=metric, pruner=pruner,
-                               stage=stage, name=name.strip())
+            cfg = SearchConfig(base=pcfg.to_dict(), space=specs, stage=stage, **values)
             run = jobs.launch("search", cfg)
             st.query_params["search"] = run.run_id
             st.session_state["search_pick"] = run.run_id  # the picker below shows the new search
+            st.session_state["search_errors"] = {}
             st.rerun()
+        except ConfigError as exc:
+            if exc.field in values:  # beside its field, after the rerun
+                st.session_state["search_errors"] = {exc.field: str(exc)}
+                st.rerun()
+            show_error(exc)
         except ValueError as exc:
             show_error(exc)
     elif errors:

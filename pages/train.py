@@ -48,10 +48,10 @@ def field_error(name: str) -> None:
 
 # -- data source (outside the form: an upload needs a preview and a column picker) -------------
 st.subheader("Data")
-source_kind = st.radio("Where the training data comes from", ["Preset / Hub / local path", "Upload a file"], horizontal=True,
-                       key="train_source_kind")
+source_choice = st.radio("Where the training data comes from", ["Preset / Hub / local path", "Upload a file"], horizontal=True,
+                       key="train_source_choice")
 upload_path, upload_fields, upload_label = None, None, None
-if source_kind == "Upload a file":
+if source_choice == "Upload a file":
     upload = st.file_uploader(f"CSV, parquet or JSONL with a text column and a label column ({upload_limit()})",
                               type=["csv", "parquet", "jsonl"], key="train_upload",
                               help="Larger data: give its path or Hub name instead.")
@@ -130,7 +130,7 @@ with st.form("train_form"):
             values.update(setting_widgets(RunConfig, base, group, errors))
     submitted = st.form_submit_button("🚀 Launch", type="primary")
 
-if submitted and source_kind == "Upload a file" and upload_path is None:
+if submitted and source_choice == "Upload a file" and upload_path is None:
     # Never fall back to the preset's dataset when the user meant to train on a file.
     st.session_state["train_errors"] = {"dataset": "dataset: upload a file the worker can read above (or choose "
                                                    "'Preset / Hub / local path')"}

@@ -9,11 +9,11 @@ import streamlit as st
 from core.pipeline import (ROW_TITLES, current_results, flipped_predictions, forgetting_by_group, other_sources_scores,
                            points, results_markdown, row_gaps, row_warnings)
 from core import jobs
-from core.config import PRESETS, load_preset
-from core.curve import STARTS, CurveConfig, curve_csv, gather
+from core.config import PRESETS, ConfigError, load_preset
+from core.curve import STARTS, CurveConfig, curve_csv, gather, preset_curve
 from core.runs import ACTIVE_STATES, RunDir
 from pages.common import (confusion_figure, efficiency_figure, live, predictor_for, reliability_figure, run_name,
-                          runs_table, show_error, through_router, transfer_figure)
+                          runs_table, setting_widgets, show_error, through_router, transfer_figure)
 
 
 def in_points(delta: float) -> str:
@@ -145,20 +145,21 @@ def comparison() -> None:
 def efficiency() -> None:
     """The curve: accuracy against target labels, from the source model and from the pretrained one."""
     with st.expander("Start a curve", expanded=not any(r["kind"] == "curve" for r in runs_table())):
+        # The preset is chosen outside the form: its budgets and seeds, sized for its machine, fill the form.
+        preset = st.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("offline-quick"), key="curve_preset")
+        errors: dict[str, str] = st.session_state.get("curve_errors", {})
         with st.form("curve_form"):
-            c1, c2, c3 = st.columns(3)
-            preset = c1.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("offline-quick"), key="curve_preset")
-            sized = PRESETS[preset].get("curve", {})
-            labels = c2.text_input("Label budgets", value=",".join(sized.get("labels", ["100", "400", "1600"])),
-                                   key="curve_labels", help=CurveConfig.__dataclass_fields__["labels"].metadata["help"])
-            seeds = c3.number_input("Seeds", min_value=1, max_value=10, value=sized.get("seeds", 2), key="curve_seeds",
-                                    help=CurveConfig.__dataclass_fields__["seeds"].metadata["help"])
+            values = setting_widgets(CurveConfig, preset_curve(preset), "more", errors, key_prefix=f"curve_{preset}_",
+                                     columns=4)
             if st.form_submit_button("📈 Start the curve", type="primary"):
                 try:
-                    job = jobs.launch("curve", CurveConfig(base=load_preset(preset).to_dict(), labels=labels.split(","),
-                                                           seeds=int(seeds)))
+                    job = jobs.launch("curve", CurveConfig(base=load_preset(preset).to_dict(), **values))
                     st.query_params["curve"] = job.run_id
                     st.session_state["curve_pick"] = job.run_id
+                    st.session_state["curve_errors"] = {}
+                except ConfigError as exc:
+                    st.session_state["curve_errors"] = {exc.field: str(exc)}
+                    st.rerun()
                 except ValueError as exc:
                     show_error(exc)
     curves = [r for r in runs_table() if r["kind"] == "curve"]

@@ -266,3 +266,23 @@ def test_delete_refuses_what_another_job_still_needs(reviews_dir, tiny_model, tm
         jobs.delete(job.run_id) if job is further else jobs.stop(job.run_id)  # delete one, cancel the others
     jobs.delete(base.run_id)
     assert not base.path.exists()
+
+
+def test_a_kind_registered_from_outside_core_launches_stops_resumes_and_reports(tmp_path):
+    """core/kinds.py is the only place a kind lives: a toy kind from tests/support works through the CLI."""
+    env = {"SENTIMENT_LAB_KINDS": "tests.support.toy_kind"}
+    bad = run_cli("launch", "toy", "--set", "steps=0", env=env)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: steps: must be >= 1, got 0"
+    assert "toy: count to N" in run_cli("launch", "--help", env=env).stdout
+    out = run_cli("launch", "toy", "--set", "steps=400", "--set", "pause=0.03", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    run = RunDir.for_id(json.loads(out.stdout)["run_id"])
+    wait_for(lambda: (run.status().get("step") or 0) >= 5, what="the toy counting")
+    stopped = run_cli("stop", run.run_id, "--json", env=env)
+    assert json.loads(stopped.stdout)["state"] == "stopped", stopped.stderr
+    assert run_cli("resume", run.run_id, env=env).returncode == 0
+    assert jobs.wait(run.run_id, timeout=120)["state"] == "completed"
+    listed = {r["id"]: r for r in json.loads(run_cli("runs", "--json", env=env).stdout)}
+    assert listed[run.run_id]["kind"] == "toy"
+    results = json.loads(run_cli("results", run.run_id, "--json", env=env).stdout)
+    assert results["steps"] == list(range(1, 401))  # each step once, across the stop and the resume

@@ -45,7 +45,7 @@ def study_of(search_id):
 ])
 def test_a_spec_is_a_range(name, spec, kind):
     d = parse_spec(name, spec)
-    assert (d.kind, d.low, d.high, d.log) == kind
+    assert (d.scale, d.low, d.high, d.log) == kind
 
 
 def test_choices_take_the_field_s_type():

@@ -1,0 +1,1 @@
+"""What the tests build on: a toy kind of job, small models and data."""
