@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_model  # noqa: E402
-from bench.ray_cluster import Cluster  # noqa: E402
+from tests.support.ray_cluster import Cluster  # noqa: E402
 
 
 def one_run(env: dict[str, str], sets: list[str]) -> dict[str, float]:

@@ -286,7 +286,7 @@ def core_stage(model_dir: str, stage: str, rows: int, cuda: bool, steps_log: int
 def gpu_bench(args) -> dict:
     import torch
 
-    from bench.offline_roberta import build
+    from tests.support.offline_roberta import build
     from core.data import load_eval_examples
 
     cuda = torch.cuda.is_available()

@@ -301,6 +301,24 @@ def cmd_resume(args) -> int:
     return 0
 
 
+def cmd_pause(args) -> int:
+    """Hold a training run between two steps (now, or once it reaches --at-step), or let it go on."""
+    from .runs import RunDir
+
+    run = RunDir.find(args.run)
+    if args.command == "unpause":
+        run.unpause()
+    else:
+        state = run.status().get("state")
+        if state not in ("queued", "running"):
+            raise ValueError(f"run: {run.run_id} is {state}; only a queued or running run can be paused")
+        run.pause(args.at_step)
+    held = run.paused_from()
+    text = f"{run.run_id}: " + ("goes on" if held is None else f"pauses at step {held}" if held else "pauses")
+    _print({"run_id": run.run_id, "paused_from": held}, args.json, text)
+    return 0
+
+
 def cmd_delete(args) -> int:
     from .jobs import delete
 
@@ -587,6 +605,17 @@ def parser() -> argparse.ArgumentParser:
         if name == "stop":
             p.add_argument("--timeout", type=float, default=120.0, help="seconds before signals are sent")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("pause", help="hold a training run (a pipeline's stage, a search's trials) between two steps, "
+                                     "its memory kept, until unpause")
+    p.add_argument("run")
+    p.add_argument("--at-step", type=int, default=0, metavar="N", help="once it reaches step N (default: now)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pause)
+    p = sub.add_parser("unpause", help="let a paused run go on")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pause)
 
     p = sub.add_parser("backend", help="where queued runs run: local, or a Ray cluster (address, free resources)")
     p.add_argument("--json", action="store_true")

@@ -427,7 +427,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Amazon reviews for one epoch already saturate a base model on this task, then all 25k IMDB training
     # reviews for two epochs at 512 tokens (head+tail).
     "seed": {
-        "description": "RoBERTa-base, Hub amazon_polarity -> imdb, bf16 on a GPU (about 1 h on one A100-class GPU).",
+        "description": "RoBERTa-base, Hub amazon_polarity -> imdb, bf16 on a GPU (200k Amazon reviews, all of IMDB's).",
         "source": dict(model="roberta-base", dataset="amazon_polarity", text_fields=["title", "content"],
                        max_train_samples=200_000, max_eval_samples=20_000, validation_size=2_000,
                        max_length=256, truncation="head_tail", epochs=1, batch_size=32, eval_batch_size=128,

@@ -131,12 +131,20 @@ def load_table(dataset: str, split: str, dataset_config: str | None = None):
         finally:
             readers.setLevel(level)
 
-    if not hub_reachable():
+    if not hub_reachable() and not dataset_cached(dataset):
         raise unreachable("dataset", dataset)
     try:
         return datasets.load_dataset(dataset, dataset_config, split=split)
     except Exception as exc:
         raise ValueError(f"dataset: cannot load {dataset!r} split {split!r} from the Hub: {_first_line(exc)}") from None
+
+
+def dataset_cached(name: str) -> bool:
+    """`datasets`' cache holds a prepared copy of the Hub dataset `name` (<cache>/<name>/<config>/<version>/<hash>),
+    which `load_dataset(name)` reads when the Hub cannot be reached."""
+    from datasets import config
+
+    return any(p.is_dir() for p in Path(config.HF_DATASETS_CACHE, name.replace("/", "___")).glob("*/*/*"))
 
 
 def guess_text_fields(columns: Sequence[str]) -> list[str]:

@@ -105,7 +105,7 @@ def device_summary() -> dict:
             "cpu_bf16": cpu_bf16_instructions()}
     drivers = (Path("/proc/driver/nvidia").exists(), Path("/dev/kfd").exists(), shutil.which("nvidia-smi"))
     if "torch" not in sys.modules and not any(drivers):
-        return info  # no NVIDIA or ROCm driver: no GPU for torch, and no 2 s of importing it before a first page
+        return info  # no NVIDIA or ROCm driver: no GPU for torch, and no import of torch before a first page
     import torch
 
     if torch.cuda.is_available():

@@ -46,8 +46,8 @@ _probe: tuple[float, bool] | None = None  # (when, answer) of the last connect t
 
 def hub_reachable(max_age: float = float("inf"), timeout: float = 1.5) -> bool:
     """One TCP connect to the Hub, reused for `max_age` seconds (by default for the life of the process: a
-    worker asks once; the app's sidebar asks again each minute). Without it, a missing model costs ~50 s of
-    retries before failing."""
+    worker asks once; the app's sidebar asks again each minute). Without it, a missing model is only found
+    missing after the Hub client's retries."""
     global _probe
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SENTIMENT_LAB_OFFLINE") == "1":
         return False

@@ -237,6 +237,7 @@ class RunDir:
     checkpoints_dir = property(lambda self: self.path / "checkpoints")
     evals_dir = property(lambda self: self.path / "evals")
     stop_flag = property(lambda self: self.path / "STOP")
+    pause_flag = property(lambda self: self.path / "PAUSE")
 
     # -- status ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -318,6 +319,22 @@ class RunDir:
 
     def stop_requested(self) -> bool:
         return self.stop_flag.exists()
+
+    def pause(self, at_step: int = 0) -> None:
+        """Ask a training run to wait after its current step (or once it reaches `at_step`), holding its memory but
+        no CPU, until `unpause`; a stop still ends it."""
+        self.pause_flag.write_text(str(int(at_step)))
+
+    def unpause(self) -> None:
+        self.pause_flag.unlink(missing_ok=True)
+
+    def paused_from(self) -> int | None:
+        """The step a pause holds the run at (0: the next one); None when no pause is asked for."""
+        try:
+            text = self.pause_flag.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.isdigit() else 0
 
     def log(self, message: str) -> None:
         """A timestamped line in log.txt (the worker's stdout also lands there), and on a foreground command's

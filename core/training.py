@@ -51,6 +51,8 @@ def _make_callback():
             self.t0 = time.time()
             self.step0 = 0
             self.stopped = False
+            parent = run.job()["parent"]
+            self.holders = [run] + ([RunDir.for_id(parent)] if parent else [])
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.t0, self.step0 = time.time(), state.global_step
@@ -79,11 +81,35 @@ def _make_callback():
                              f"learning rate {logs.get('learning_rate', 0):.2e}")
 
         def on_step_end(self, args, state, control, **kwargs):
+            self._hold(state)
             if self._should_stop(args.device):
                 self.stopped = True
                 control.should_training_stop = True
                 control.should_save = True  # a checkpoint at this very step, for resume
             self._status(state)
+
+        def _paused_from(self) -> int | None:
+            """This run's PAUSE, or its parent's (a paused pipeline or search holds its stage or trials)."""
+            for holder in self.holders:
+                if (at := holder.paused_from()) is not None:
+                    return at
+            return None
+
+        def _hold(self, state) -> None:
+            """PAUSE (`python -m core pause`): wait here, between two steps, until it is lifted or a stop comes."""
+            at = self._paused_from()
+            if at is None or state.global_step < at or self.run.stop_requested():
+                return
+            since = time.time()
+            if self.main:
+                self.run.update_status(phase="paused", step=state.global_step)
+                self.run.log(f"paused at step {state.global_step}")
+            while self._paused_from() is not None and not self.run.stop_requested():
+                time.sleep(0.2)
+            self.t0 += time.time() - since  # the rate and ETA count training time only
+            if self.main:
+                self.run.update_status(phase="training")
+                self.run.log(f"continued at step {state.global_step}")
 
         def _should_stop(self, device) -> bool:
             flag = self.run.stop_requested()
@@ -241,16 +267,45 @@ def train_run(cfg: RunConfig, run: RunDir, resume: bool = False, callbacks: list
 
 
 def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -> dict[str, Any]:
+    """One run's training in the steps its log.txt shows: data, model, tokens and Trainer, training (from the last
+    checkpoint on resume), then the model saved, calibrated and scored. Only rank 0 (`main`) writes the folder."""
     import transformers
-    from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, ProgressCallback,
-                              Trainer, TrainingArguments)
 
-    from .modeling import freeze, keep_freed_memory, load_model, load_tokenizer, resolve_precision
+    from .modeling import keep_freed_memory
 
     transformers.logging.set_verbosity_error()
     keep_freed_memory()
-    precision = resolve_precision(cfg.precision)
-    cuda = _cuda()
+    splits = _load_data(cfg, run)
+    tokenizer, model, precision = _load_model(cfg, run, main)
+    trainer, callback = _make_trainer(cfg, run, splits, tokenizer, model, precision, extra)
+    del model  # the Trainer holds it; _finish frees it with the Trainer
+    checkpoint = _resume_point(run, resume, main)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    if callback.stopped:
+        if main:
+            run.log(f"stopped at step {trainer.state.global_step}; checkpoint saved")
+            run.stop_flag.unlink(missing_ok=True)
+            return run.update_status(state="stopped", step=trainer.state.global_step, ended_at=now())
+        return {}
+    if not main:
+        return {}
+    if pruned := next((cb.pruned for cb in extra if getattr(cb, "pruned", None)), None):
+        run.log(pruned)  # its curve stays; its checkpoints go: a pruned trial is never resumed
+        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
+        return run.update_status(state="pruned", step=trainer.state.global_step, ended_at=now(),
+                                 metrics={"val_accuracy": trainer.state.best_metric})
+    run.update_status(phase="saving model")
+    save_model(trainer, tokenizer, cfg, run)
+    best = trainer.state.best_metric, trainer.state.best_model_checkpoint
+    # Score the saved folder, not the Trainer's in-memory model: the figures are then for exactly the weights on
+    # disk, and the optimizer state and accelerate's wrappers are gone (faster too).
+    del trainer
+    gc.collect()
+    return _finish(cfg, run, splits, *best)
+
+
+def _load_data(cfg: RunConfig, run: RunDir):
     splits = load_splits(cfg)
     if one_class := splits.train.one_class_note():  # it would train to 100% validation accuracy and learn nothing
         field, fix = (("max_train_samples", "; the split may be sorted by label: samples_per_class draws a balanced sample")
@@ -262,6 +317,15 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
     for part in (splits.train, splits.validation, splits.test):
         if part is not None and part.skipped_note():
             run.log(part.skipped_note())
+    return splits
+
+
+def _load_model(cfg: RunConfig, run: RunDir, main: bool):
+    import transformers
+
+    from .modeling import freeze, load_model, load_tokenizer, resolve_precision
+
+    precision = resolve_precision(cfg.precision)
     source = model_source(cfg)
     tokenizer = load_tokenizer(source)
     # Seed before the model exists: a new classification head is drawn at load time, and the
@@ -275,6 +339,13 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
         run.log(f"warning: {precision.warning}")
     if main:
         run.update_status(**precision.as_status())
+    return tokenizer, model, precision
+
+
+def _make_trainer(cfg: RunConfig, run: RunDir, splits, tokenizer, model, precision, extra: list):
+    """The Trainer over the tokenized splits, with the run folder's callback (and `extra`)."""
+    from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, ProgressCallback,
+                              Trainer)
 
     train_ds, hit = tokenize_cached(splits.train, Encoder(tokenizer, cfg.max_length, cfg.truncation, cfg.head_fraction))
     eval_encoder = Encoder(tokenizer, cfg.inference_max_length, cfg.truncation, cfg.head_fraction)
@@ -285,9 +356,28 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
     # (max_length / 64 of them) instead of one per batch; without it, padding to the batch's longest is cheapest.
     pad_multiple = 64 if cfg.torch_compile else None
 
-    per_epoch = "epoch" if cfg.eval_steps is None else "steps"
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    args = TrainingArguments(
+    callback = _make_callback()(run, samples_per_step=cfg.batch_size * cfg.gradient_accumulation_steps * world)
+    callbacks = [callback, *extra]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = Trainer(model=model, args=_training_args(cfg, run, precision, world), train_dataset=train_ds,
+                      eval_dataset=val_ds, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple),
+                      compute_metrics=compute_metrics, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # it prints log dicts to stdout; metrics.jsonl has them
+    if Terminal.bars():  # the bar, without the log dict it writes under it every few steps (log lines say it)
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(type("BarOnly", (ProgressCallback,), {"on_log": lambda self, *a, **k: None}))
+    return trainer, callback
+
+
+def _training_args(cfg: RunConfig, run: RunDir, precision, world: int):
+    from transformers import TrainingArguments
+
+    cuda = _cuda()
+    per_epoch = "epoch" if cfg.eval_steps is None else "steps"
+    return TrainingArguments(
         output_dir=str(run.checkpoints_dir),
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
@@ -311,7 +401,7 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
         fp16=precision.name == "fp16",
         bf16=precision.name == "bf16",  # autocast: weights, head, loss and optimizer state stay fp32
         use_cpu=not cuda,
-        optim="adamw_torch_fused",  # one kernel for all parameters: on a CPU too, a fifth of the per-tensor loop's time
+        optim="adamw_torch_fused",  # one kernel for all parameters instead of a loop over tensors (CPU too)
         torch_compile=cfg.torch_compile,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -325,19 +415,11 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
         ddp_find_unused_parameters=False if world > 1 else None,
         ddp_backend=("nccl" if cuda else "gloo") if world > 1 else None,
     )
-    callback = _make_callback()(run, samples_per_step=cfg.batch_size * cfg.gradient_accumulation_steps * world)
-    callbacks = [callback, *extra]
-    if cfg.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                      processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple),
-                      compute_metrics=compute_metrics, callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)  # it prints log dicts to stdout; metrics.jsonl has them
-    if Terminal.bars():  # the bar, without the log dict it writes under it every few steps (log lines say it)
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(type("BarOnly", (ProgressCallback,), {"on_log": lambda self, *a, **k: None}))
 
+
+def _resume_point(run: RunDir, resume: bool, main: bool) -> Path | None:
+    """The checkpoint a resumed run continues from, its metrics cut back to it; without one the run starts
+    afresh, its metrics too."""
     if resume and main:
         drop_incomplete_checkpoints(run)  # else the Trainer's rotation would count it, and might delete a whole one
     checkpoint = latest_checkpoint(run) if resume else None
@@ -349,33 +431,15 @@ def _train(cfg: RunConfig, run: RunDir, resume: bool, main: bool, extra: list) -
         if resume:
             run.log("no checkpoint to resume from: training starts again")
         run.metrics_path.unlink(missing_ok=True)
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return checkpoint
 
-    if callback.stopped:
-        if main:
-            run.log(f"stopped at step {trainer.state.global_step}; checkpoint saved")
-            run.stop_flag.unlink(missing_ok=True)
-            return run.update_status(state="stopped", step=trainer.state.global_step, ended_at=now())
-        return {}
-    if not main:
-        return {}
-    if pruned := next((cb.pruned for cb in extra if getattr(cb, "pruned", None)), None):
-        run.log(pruned)  # its curve stays; its checkpoints go: a pruned trial is never resumed
-        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)
-        return run.update_status(state="pruned", step=trainer.state.global_step, ended_at=now(),
-                                 metrics={"val_accuracy": trainer.state.best_metric})
 
-    run.update_status(phase="saving model")
-    save_model(trainer, tokenizer, cfg, run)
-    best_val = trainer.state.best_metric
-    if trainer.state.best_model_checkpoint and best_val is not None:
-        run.log(f"saved the model of {Path(trainer.state.best_model_checkpoint).name}, the best validation accuracy "
+def _finish(cfg: RunConfig, run: RunDir, splits, best_val: float | None, best_checkpoint: str | None) -> dict[str, Any]:
+    """The saved model (the best checkpoint's weights) calibrated on validation, scored on the test split, carded."""
+    if best_checkpoint and best_val is not None:
+        run.log(f"saved the model of {Path(best_checkpoint).name}, the best validation accuracy "
                 f"({best_val:.4f}), as {run.model_dir.name}/")
     headline: dict[str, Any] = {"val_accuracy": best_val}
-    # Score the saved folder, not the Trainer's in-memory model: the figures are then for exactly the weights on
-    # disk, and the optimizer state and accelerate's wrappers are gone (faster too).
-    del trainer, model
-    gc.collect()
     predictor = Predictor.from_folder(run.model_dir, name=run.run_id, batch_size=cfg.eval_batch_size,
                                       precision=cfg.precision)
     run.update_status(phase=f"calibrating on {splits.validation.source}")

@@ -65,19 +65,58 @@ def tiny_model(tmp_path_factory, minilm_path) -> str:
 def tiny_roberta(tmp_path_factory) -> str:
     """The default model's architecture, tiny: a 2-layer RoBERTa (positions start at 2, so 512 tokens need 514
     position embeddings) with a byte-level BPE tokenizer trained on offline reviews. Random weights."""
-    from bench.offline_roberta import build, offline_texts
+    from tests.support.offline_roberta import build, offline_texts
 
     return build(tmp_path_factory.mktemp("tiny-roberta"), "tiny", vocab_size=2000, texts=offline_texts(1000))
 
 
-@pytest.fixture
-def reviews_dir(tmp_path) -> Path:
+def write_reviews(folder: Path) -> Path:
     """A folder like ../shared/data/<name>/: train.parquet and test.parquet."""
-    folder = tmp_path / "reviews"
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     review_frame(48).to_parquet(folder / "train.parquet")
     review_frame(16).to_parquet(folder / "test.parquet")
     return folder
+
+
+@pytest.fixture
+def reviews_dir(tmp_path) -> Path:
+    return write_reviews(tmp_path / "reviews")
+
+
+@pytest.fixture(scope="session")
+def shared_reviews(tmp_path_factory) -> Path:
+    """The review folder of what is built once per pytest run (a test that changes its files uses reviews_dir)."""
+    return write_reviews(tmp_path_factory.mktemp("shared") / "reviews")
+
+
+@pytest.fixture(scope="session")
+def built_once(tmp_path_factory):
+    """`built_once(key, build)`: run folders that cost a training, built by `build()` once per pytest run in a lab
+    of their own, then copied into the calling test's lab (same run ids), so that each test may change its copy.
+    `build` returns the run id it made."""
+    import shutil
+
+    from core.paths import runs_root
+
+    labs: dict[str, tuple[Path, str]] = {}
+
+    def get(key: str, build):
+        if key not in labs:
+            home, mine = tmp_path_factory.mktemp(f"built-{key}"), os.environ["SENTIMENT_LAB_HOME"]
+            os.environ["SENTIMENT_LAB_HOME"] = str(home)
+            try:
+                labs[key] = (home, build())
+            finally:
+                os.environ["SENTIMENT_LAB_HOME"] = mine
+        home, run_id = labs[key]
+        for folder in (home / "runs").iterdir():
+            if not (runs_root() / folder.name).exists():
+                shutil.copytree(folder, runs_root() / folder.name, symlinks=True)
+        from core.runs import RunDir
+
+        return RunDir.for_id(run_id)
+
+    return get
 
 
 def tiny_config(model: str, dataset, **overrides):
@@ -101,6 +140,23 @@ def tiny_pipeline(tmp_path: Path, reviews_dir: Path, model: str, **target_overri
     frame.head(12).to_parquet(target / "test.parquet")
     return PipelineConfig(source=tiny_config(model, reviews_dir),
                           target=tiny_config(model, target, text_fields=["text"], **target_overrides))
+
+
+def launch_paused(kind: str, config, at_step: int):
+    """Queue a run that will pause once it reaches `at_step` (a run held running, at no training cost, for a test
+    of what happens to a running run): the PAUSE flag is in its folder before a worker can start it."""
+    from core import jobs
+
+    run = jobs.create_run(kind, config)
+    run.pause(at_step)
+    jobs.ensure_dispatcher()
+    return run
+
+
+def held(run) -> bool:
+    """The run is running, paused at its PAUSE step."""
+    status = run.status()
+    return status.get("state") == "running" and status.get("phase") == "paused"
 
 
 def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300):

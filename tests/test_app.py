@@ -24,10 +24,13 @@ def app(page: str | None = None) -> AppTest:
 
 
 @pytest.fixture
-def finished_run(reviews_dir, tiny_model):
-    run = RunDir.for_id("20260101-000000-tiny-aaaaaa")
-    train_run(tiny_config(tiny_model, reviews_dir), run)
-    return run
+def finished_run(built_once, shared_reviews, tiny_model):
+    def build():
+        run = RunDir.for_id("20260101-000000-tiny-aaaaaa")
+        train_run(tiny_config(tiny_model, shared_reviews), run)
+        return run.run_id
+
+    return built_once("finished_run", build)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -294,23 +297,28 @@ def test_train_form_carries_the_presets_target_scoring_and_checks_it():
 
 
 @pytest.fixture
-def finished_pipeline(tmp_path, reviews_dir, tiny_model):
+def finished_pipeline(built_once, tmp_path_factory, tiny_model):
     """A completed pipeline whose target stage reads reviews differently from its source stage, and whose
     source reviews come from two product domains, as Amazon multi-domain's do."""
-    import pandas as pd
+    def build():
+        import pandas as pd
 
-    from conftest import tiny_pipeline
-    from core.jobs import create_run
-    from core.pipeline import run_pipeline
+        from conftest import tiny_pipeline, write_reviews
+        from core.jobs import create_run
+        from core.pipeline import run_pipeline
 
-    for split in ("train", "test"):
-        frame = pd.read_parquet(reviews_dir / f"{split}.parquet")
-        frame["domain"] = ["books" if (i // 2) % 2 else "kitchen" for i in range(len(frame))]
-        frame.to_parquet(reviews_dir / f"{split}.parquet")
-    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model, eval_max_length=16, eval_windows=2, eval_confidence=0.9)
-    pipe = create_run("pipeline", pcfg)
-    assert run_pipeline(pcfg, pipe)["state"] == "completed"
-    return pipe
+        folder = tmp_path_factory.mktemp("pipeline-data")
+        reviews = write_reviews(folder / "reviews")
+        for split in ("train", "test"):
+            frame = pd.read_parquet(reviews / f"{split}.parquet")
+            frame["domain"] = ["books" if (i // 2) % 2 else "kitchen" for i in range(len(frame))]
+            frame.to_parquet(reviews / f"{split}.parquet")
+        pcfg = tiny_pipeline(folder, reviews, tiny_model, eval_max_length=16, eval_windows=2, eval_confidence=0.9)
+        pipe = create_run("pipeline", pcfg)
+        assert run_pipeline(pcfg, pipe)["state"] == "completed"
+        return pipe.run_id
+
+    return built_once("finished_pipeline", build)
 
 
 def test_try_page_reads_a_pipelines_two_models_as_its_table_did(finished_pipeline):
@@ -507,11 +515,16 @@ def test_evaluate_a_finished_run_from_the_runs_page(finished_run, tmp_path):
     assert [r["id"] for r in jobs.list_runs()] == [finished_run.run_id]
 
     at.text_input(key=f"eval_other_{finished_run.run_id}").input(str(other))
-    at.text_input(key=f"eval_fields_{finished_run.run_id}").input("review")
-    at.text_input(key=f"eval_label_{finished_run.run_id}").input("stars")
-    at.selectbox(key=f"eval_windows_{finished_run.run_id}").set_value(2)
-    at.number_input(key=f"eval_n_{finished_run.run_id}").set_value(2)
-    at.radio(key=f"eval_sample_{finished_run.run_id}").set_value("N per label")  # a balanced sample: 2 + 2
+    key = f"eval_{finished_run.run_id}_"  # the form's fields are EvalConfig's
+    at.text_input(key=key + "text_fields").input("review")
+    at.text_input(key=key + "label_field").input("stars")
+    at.number_input(key=key + "windows").set_value(2)
+    at.number_input(key=key + "samples_per_class").set_value(2)  # a balanced sample: 2 + 2 ...
+    at.button(key=submit).click().run()
+    assert [e.value for e in at.error] == [  # ... refused beside its field while the first 2,000 are asked for too
+        "samples_per_class: set either max_samples or samples_per_class, not both"]
+    assert [r["id"] for r in jobs.list_runs()] == [finished_run.run_id]
+    at.number_input(key=key + "max_samples").set_value(0)
     at.button(key=submit).click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     job_id = next(r["id"] for r in jobs.list_runs() if r["kind"] == "eval")

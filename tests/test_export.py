@@ -17,10 +17,13 @@ REVIEWS = ["A wonderful film, I loved it.", "Broke after one day, awful.", "Dull
 
 
 @pytest.fixture
-def trained(reviews_dir, tiny_model):
-    run = RunDir.for_id("20260101-000000-card-aaaaaa")
-    train_run(tiny_config(tiny_model, reviews_dir, epochs=3, batch_size=4), run)
-    return run
+def trained(built_once, shared_reviews, tiny_model):
+    def build():
+        run = RunDir.for_id("20260101-000000-card-aaaaaa")
+        train_run(tiny_config(tiny_model, shared_reviews, epochs=3, batch_size=4), run)
+        return run.run_id
+
+    return built_once("trained_for_export", build)
 
 
 def front_matter(text):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import run_cli, tiny_config
+from conftest import held, launch_paused, run_cli, tiny_config
 from core import jobs
 from core.runs import RunDir, read_jsonl
 
@@ -41,30 +41,22 @@ def test_launch_returns_at_once_and_the_run_outlives_the_launcher(reviews_dir, t
 
 
 def test_kill_9_is_reported_interrupted_and_resume_finishes(reviews_dir, tiny_model, tmp_path):
-    cfg = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=15, eval_steps=20,
+    cfg = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=2, eval_steps=20,
                       logging_steps=1, max_length=64)
-    info = launch_json(cfg, tmp_path)
-    run = RunDir.for_id(info["run_id"])
-
-    def past_a_checkpoint():
-        # Any saved checkpoint and some steps beyond it: a fast CPU runs 15 steps in less than one poll, and the
-        # Trainer rotates old checkpoints away, so no particular checkpoint can be waited for.
-        saved = [int(p.name.split("-")[1]) for p in run.checkpoints_dir.glob("checkpoint-*")]
-        status = run.status()
-        return saved and status.get("state") == "running" and status.get("step", 0) >= max(saved) + 5
-
-    wait_for(past_a_checkpoint, what="a checkpoint and a few more steps")
+    run = launch_paused("train", cfg, at_step=25)  # past the checkpoint of step 20
+    wait_for(lambda: held(run), what="the run paused at step 25")
+    assert run.status()["step"] == 25 and "checkpoint-20" in {p.name for p in run.checkpoints_dir.iterdir()}
     os.kill(run.status()["pid"], signal.SIGKILL)
-    assert run.status().get("step", 0) < 600  # killed mid-run
     listed = wait_for(lambda: [r for r in json.loads(run_cli("runs", "--json").stdout)
                                if r["id"] == run.run_id and r["state"] == "interrupted"], timeout=30, what="interrupted")
     assert "ended without finishing" in listed[0]["error"]
 
+    assert run_cli("unpause", run.run_id).returncode == 0
     out = run_cli("resume", run.run_id, "--json")
     assert out.returncode == 0, out.stderr
     assert jobs.wait(run.run_id, timeout=240)["state"] == "completed"
     steps = [r["step"] for r in read_jsonl(run.metrics_path) if "loss" in r]
-    assert len(steps) == len(set(steps)) and set(steps) == set(range(1, 601))
+    assert len(steps) == len(set(steps)) and set(steps) == set(range(1, 81))  # steps 21-25 once, from checkpoint-20
     assert run.has_model() and run.evals()
 
 
@@ -78,10 +70,10 @@ def test_two_launches_in_the_same_second_run_one_after_the_other(reviews_dir, ti
 
 
 def test_cancel_a_queued_run_and_stop_a_running_one(reviews_dir, tiny_model, tmp_path):
-    slow = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=50, max_length=64)
-    a = jobs.launch("train", slow)
-    b = jobs.launch("train", slow)
-    wait_for(lambda: a.status().get("step", 0) >= 3, what="first run training")
+    a = launch_paused("train", tiny_config(tiny_model, reviews_dir), at_step=3)
+    b = jobs.launch("train", tiny_config(tiny_model, reviews_dir))
+    wait_for(lambda: held(a), what="first run training")
+    assert b.status()["state"] == "queued"
     assert jobs.stop(b.run_id)["state"] == "cancelled"
     status = jobs.stop(a.run_id, timeout=60)
     assert status["state"] == "stopped"

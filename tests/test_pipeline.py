@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import tiny_pipeline
+from conftest import run_cli, tiny_pipeline
 from core.pipeline import ROW_NAMES, run_pipeline
 from core.runs import RunDir
 
@@ -51,8 +51,10 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     assert table.stdout.startswith("# Transfer results: p1\n") and "| Target-only baseline | target:test |" in table.stdout
     as_json = json.loads(run_cli("results", "p1", "--json", "--flipped", "2").stdout)
     assert as_json["state"] == "completed" and [r["name"] for r in as_json["rows"]] == list(ROW_NAMES)
-    assert as_json["rows"][2] == {k: by["target_finetuned"][k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1",
-                                                                        "n", "ece", "ece_uncalibrated")}
+    row = as_json["rows"][2]  # every figure the table has (the calibration's too), none of its per-review data
+    assert {k: by["target_finetuned"][k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n", "ece",
+                                                   "ece_uncalibrated", "brier", "scored_as")}.items() <= row.items()
+    assert "predictions" not in row and "reliability" not in row
     assert len(as_json["flipped"]) == min(2, as_json["flipped_total"])
     assert (pipe.path / "results.json").stat().st_mtime_ns == written
     logs = run_cli("logs", "p1").stdout  # the pipeline's log, then each stage's
@@ -60,7 +62,7 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     followed = run_cli("logs", "p1", "-f").stdout.splitlines()  # a finished run: printed at once, stages prefixed
     assert any(line.startswith("target | [") and "test target:test: accuracy" in line for line in followed)
     stage = run_cli("results", "p1.target")
-    assert stage.returncode == 2 and stage.stderr.startswith("error: run: p1.target is not a pipeline")
+    assert stage.returncode == 2 and stage.stderr.startswith("error: run: p1.target is a train run, which has no results table")
 
 
 def test_a_row_says_how_its_reviews_were_read():
@@ -132,3 +134,36 @@ def test_a_row_whose_model_gives_one_label_is_flagged_in_the_table():
     assert warning.endswith(": Target-only baseline (all 100 negative).")
     assert f"**Note**: {warning}" in results_markdown({"pipeline_id": "p", "rows": rows, "wall_s": 1.0})
     assert row_warnings(rows[:1]) == []
+
+
+def test_the_seed_preset_runs_by_its_hub_names_from_a_local_hub_cache(tmp_path, tiny_roberta):
+    """`pipeline --preset seed` as a user with network runs it, sizes made small: FacebookAI/roberta-base,
+    amazon_polarity and imdb by their Hub names, through the real from_pretrained and load_dataset, from a Hub
+    cache laid out as a first download leaves it (here a tiny random RoBERTa and a few real reviews)."""
+    import pandas as pd
+
+    from conftest import DATA
+    from tests.support.local_hub import lay_dataset, lay_model
+
+    hub, cache = tmp_path / "hub", tmp_path / "datasets"
+    lay_model(hub, "FacebookAI/roberta-base", tiny_roberta)
+    amazon = {s: pd.read_parquet(DATA / "amazon_reviews_multidomain" / f"{s}.parquet").sample(64, random_state=0)
+              [["label", "title", "content"]].reset_index(drop=True) for s in ("train", "test")}
+    imdb = {s: pd.read_parquet(DATA / "imdb" / f"{s}.parquet").head(64).reset_index(drop=True) for s in ("train", "test")}
+    lay_dataset(cache, "amazon_polarity", "amazon_polarity", amazon, tmp_path / "w-amazon")
+    lay_dataset(cache, "imdb", "plain_text", imdb, tmp_path / "w-imdb")
+    small = []
+    for stage in ("source", "target"):
+        small += [f"{stage}.{k}={v}" for k, v in dict(max_train_samples=32, max_eval_samples=16, validation_size=8,
+                                                       max_length=32, eval_max_length=32, eval_steps="",
+                                                       logging_steps=2, batch_size=8, eval_batch_size=16).items()]
+    out = run_cli("pipeline", "--preset", "seed", *[a for s in small for a in ("--set", s)], "--json", "--quiet",
+                  env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub), "HF_DATASETS_CACHE": str(cache)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    assert result["state"] == "completed" and [r["name"] for r in result["rows"]] == list(ROW_NAMES)
+    assert {r["dataset"] for r in result["rows"]} == {"amazon_polarity", "imdb"}
+    pipe = RunDir.for_id(result["pipeline_id"])
+    assert pipe.config()["source"]["model"] == "roberta-base"
+    log = pipe.stage("source").log_path.read_text()
+    assert "model: FacebookAI/roberta-base (" in log  # by its Hub name: offline, only the cache can have served it

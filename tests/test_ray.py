@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.ray_cluster import RAY, Cluster, free_port
+from tests.support.ray_cluster import RAY, Cluster, free_port
 from conftest import ROOT, run_cli, tiny_config
 from core.runs import RunDir, read_jsonl
 from test_jobs import wait_for

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from conftest import run_cli, tiny_config, tiny_pipeline
+from conftest import held, launch_paused, run_cli, tiny_config, tiny_pipeline
 from core import jobs
 from core.errors import ConfigError
 from core.runs import RunDir
@@ -30,6 +30,15 @@ def search(*args, env=None):
     out = run_cli("search", *args, "--json", env=env)
     assert out.returncode == 0, out.stderr
     return RunDir.for_id(json.loads(out.stdout)["run_id"])
+
+
+def paused_search(tiny_model, reviews_dir, at_step):
+    """Two trials of 40 steps (a checkpoint every 10) that pause at `at_step`: each held running for the test."""
+    from core.search import SearchConfig
+
+    cfg = tiny_config(tiny_model, reviews_dir, **{**TRIAL, "epochs": 2, "batch_size": 2, "eval_steps": 10})
+    return launch_paused("search", SearchConfig(base=cfg.to_dict(), space={"learning_rate": "1e-3,2e-3"}, trials=2,
+                                                pruner="none"), at_step)
 
 
 def study_of(search_id):
@@ -126,21 +135,14 @@ def test_a_search_runs_its_trials_prunes_and_agrees_with_its_study(reviews_dir, 
 def test_kill_9_of_a_trial_fails_it_and_kill_9_of_the_search_resumes_it(reviews_dir, tiny_model, tmp_path):
     """A trial's worker killed while the search runs: failed in the study, the search goes on. The search's worker
     killed with its trial: `resume` continues the same trial from its checkpoint; no trial is counted twice."""
-    cfg = tiny_config(tiny_model, reviews_dir, **{**TRIAL, "epochs": 40, "batch_size": 2, "eval_steps": 10})
-    s = search("--config", config_file(tmp_path, cfg), "--param", "learning_rate=1e-3,2e-3", "--trials", "2",
-               "--pruner", "none")
+    s = paused_search(tiny_model, reviews_dir, at_step=13)  # its trials hold past their checkpoint of step 10
 
-    def trial_past_a_checkpoint(n):
-        def check():
-            t = RunDir.for_id(f"{s.run_id}.t0{n}")
-            saved = [int(p.name.split("-")[1]) for p in t.checkpoints_dir.glob("checkpoint-*")]
-            st = t.status()
-            return saved and st.get("state") == "running" and st.get("step", 0) >= max(saved) + 3 and st
-        return check
+    def trial_held(n):
+        return lambda: held(t := RunDir.for_id(f"{s.run_id}.t0{n}")) and t.status()
 
-    first = wait_for(trial_past_a_checkpoint(1), timeout=120, what="trial 1 past a checkpoint")
+    first = wait_for(trial_held(1), timeout=120, what="trial 1 past a checkpoint")
     os.kill(first["pid"], signal.SIGKILL)
-    second = wait_for(trial_past_a_checkpoint(2), timeout=120, what="trial 2 past a checkpoint")
+    second = wait_for(trial_held(2), timeout=120, what="trial 2 past a checkpoint")
     assert RunDir.for_id(f"{s.run_id}.t01").status()["state"] == "interrupted"
     out = run_cli("resume", s.run_id, "--json")  # nothing to resume: the search went on by itself
     assert out.returncode == 0 and json.loads(out.stdout)["state"] == "running", out.stderr
@@ -149,6 +151,7 @@ def test_kill_9_of_a_trial_fails_it_and_kill_9_of_the_search_resumes_it(reviews_
     wait_for(lambda: s.run_id in jobs.reconcile() or s.status()["state"] == "interrupted", timeout=30,
              what="the search reconciled")
 
+    s.unpause()
     out = run_cli("resume", s.run_id, "--json")
     assert out.returncode == 0, out.stderr
     assert jobs.wait(s.run_id, timeout=300)["state"] == "completed"
@@ -164,16 +167,15 @@ def test_kill_9_of_a_trial_fails_it_and_kill_9_of_the_search_resumes_it(reviews_
 
 
 def test_stop_ends_the_running_trial_and_resume_finishes_the_search(reviews_dir, tiny_model, tmp_path):
-    cfg = tiny_config(tiny_model, reviews_dir, **{**TRIAL, "epochs": 40, "batch_size": 2, "eval_steps": 10})
-    s = search("--config", config_file(tmp_path, cfg), "--param", "learning_rate=1e-3,2e-3", "--trials", "2",
-               "--pruner", "none")
-    wait_for(lambda: RunDir.for_id(f"{s.run_id}.t01").status().get("step", 0) >= 3, what="trial 1 training")
+    s = paused_search(tiny_model, reviews_dir, at_step=3)
+    wait_for(lambda: held(RunDir.for_id(f"{s.run_id}.t01")), what="trial 1 training")
     out = run_cli("stop", s.run_id, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["state"] == "stopped", out.stdout + out.stderr
     t1 = RunDir.for_id(f"{s.run_id}.t01")
     assert t1.status()["state"] == "stopped" and list(t1.checkpoints_dir.glob("checkpoint-*"))
     assert not RunDir.for_id(f"{s.run_id}.t02").path.exists()  # no trial started after the stop
 
+    s.unpause()
     assert run_cli("resume", s.run_id).returncode == 0
     assert jobs.wait(s.run_id, timeout=300)["state"] == "completed"
     assert [t.state.name for t in study_of(s.run_id).trials] == ["COMPLETE", "COMPLETE"]

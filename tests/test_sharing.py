@@ -388,7 +388,7 @@ def test_a_lab_of_many_runs_lists_them_and_draws_a_long_curve_thinned(lab_home):
     a curve, from the cached charts."""
     from streamlit.testing.v1 import AppTest
 
-    from bench.load import build_lab
+    from tests.support.lab import build_lab
     from core.jobs import list_runs
 
     ids = build_lab(lab_home, runs=12, long=1, lines=5000)

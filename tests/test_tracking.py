@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, run_cli, tiny_config, tiny_pipeline
+from conftest import ROOT, held, launch_paused, run_cli, tiny_config, tiny_pipeline
 from core import jobs
 from core.runs import RunDir
 from test_jobs import launch_json, wait_for
@@ -95,20 +95,18 @@ def test_a_search_is_a_parent_run_with_its_trials_nested(reviews_dir, tiny_model
 
 def test_a_resumed_run_logs_into_the_same_mlflow_run_no_step_twice(reviews_dir, tiny_model, tmp_path, tracking,
                                                                   monkeypatch):
-    monkeypatch.setenv("SENTIMENT_LAB_MIRROR_EVERY", "0.5")
-    cfg = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=40, eval_steps=50,
+    monkeypatch.setenv("SENTIMENT_LAB_MIRROR_EVERY", "30")
+    cfg = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=2, eval_steps=20,
                       logging_steps=1, max_length=64, precision="fp32")
-    run = RunDir.for_id(launch_json(cfg, tmp_path)["run_id"])
+    run = launch_paused("train", cfg, at_step=26)  # steps past the checkpoint of step 20
 
-    def mirrored_past_a_checkpoint():
-        saved = [int(p.name.split("-")[1]) for p in run.checkpoints_dir.glob("checkpoint-*")]
-        mirrored = json.loads((run.path / "mlflow.json").read_text()) if (run.path / "mlflow.json").exists() else {}
-        logged = (mirrored.get(tracking) or {}).get("steps", {}).get("loss", -1)
-        return saved and run.status().get("state") == "running" and logged > max(saved) + 2
-
-    wait_for(mirrored_past_a_checkpoint, what="steps past a checkpoint mirrored")
-    os.kill(run.status()["pid"], signal.SIGKILL)
+    wait_for(lambda: held(run) and (run.path / "mlflow.json").exists(), what="the run mirrored and paused")
+    os.kill(run.status()["pid"], signal.SIGKILL)  # before its mirror's next tick (every 30 s)
     wait_for(lambda: run.run_id in jobs.reconcile() or run.status()["state"] == "interrupted", what="interrupted")
+    # No worker is left to send the tail: reconciling it did, to the last line the folder has.
+    killed = mlflow_runs(tracking)[run.run_id]
+    assert max(s for s, _ in history(tracking, killed["run_id"], "loss")) == max(s for s, _ in jsonl_history(run, "loss"))
+    run.unpause()
     assert run_cli("resume", run.run_id).returncode == 0
     assert jobs.wait(run.run_id, timeout=300)["state"] == "completed"
     runs = wait_for(lambda: (r := mlflow_runs(tracking)) and r[run.run_id]["status"] == "FINISHED" and r,

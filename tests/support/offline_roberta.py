@@ -1,7 +1,7 @@
 """A RoBERTa with random weights and a byte-level BPE tokenizer trained on the offline reviews: the default
 model's architecture (its tokenizer's <s> ... </s>, positions that start at 2) where the Hub cannot be reached.
 
-    python bench/offline_roberta.py OUT_FOLDER [--size base|tiny]
+    python -m tests.support.offline_roberta OUT_FOLDER [--size base|tiny]
 
 The tests build a tiny one; `bench/speed.py --gpu` a roberta-base-sized one.
 """
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # ids 0-4, as roberta-base has them
 SIZES = {  # roberta-base's shape, and one that trains in seconds on a CPU
