@@ -28,7 +28,7 @@ from accuracy import fit_tfidf  # noqa: E402
 def main() -> int:
     from core.config import PipelineConfig
     from core.data import load_eval_examples
-    from core.evaluation import accuracy_by_group
+    from core.metrics import accuracy_by_group
     from core.pipeline import OTHER_SOURCES, other_sources_scores
     from core.runs import RunDir, read_json
 

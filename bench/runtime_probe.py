@@ -62,7 +62,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from core.data import load_eval_examples
-    from core.evaluation import Predictor
+    from core.predictor import Predictor
 
     a, b = (int(x) for x in args.rows.split(":"))
     examples = load_eval_examples(args.data, args.split, rows=(a, b))

@@ -42,7 +42,7 @@ def main() -> int:
     from core.cli import parse_assignments
     from core.config import load_preset
     from core.data import load_eval_examples
-    from core.evaluation import Predictor
+    from core.predictor import Predictor
     from core.runs import RunDir
     from core.training import train_run
 

@@ -152,7 +152,7 @@ def pipeline_scoring(model_dir: str, texts: list[str], labels, length: int, batc
 
 def try_page(run_id: str, precision: str, repeats: int) -> dict:
     """What the Try page computes after the click, with the model already loaded: one answer, and word effects."""
-    from core.evaluation import Predictor
+    from core.predictor import Predictor
 
     predictor = Predictor.from_run(run_id, precision=precision)
 

@@ -1,7 +1,7 @@
 """Probe: how much scoring does `eval_confidence` save, and what does it cost in accuracy?
 
 Scores every window of a run's model on some labelled rows once, then replays the reading rule of
-`core.evaluation.read_windows` (end first, then start, then the middle; stop once one label reaches
+`core.predictor.read_windows` (end first, then start, then the middle; stop once one label reaches
 p) for each threshold from those cached probabilities, so a sweep costs one scoring pass. The first
 line of the output is the baseline measured in the same run: every window read (`confidence` 1.0).
 `tokens` is the share of the baseline's tokens each threshold reads, which is what scoring time
@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.data import load_eval_examples  # noqa: E402
-from core.evaluation import Predictor, read_windows, reading_order  # noqa: E402
+from core.predictor import Predictor, read_windows, reading_order  # noqa: E402
 
 
 def read_windows_log_odds(owner: np.ndarray, n_texts: int, score, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """`core.evaluation.read_windows`'s order and stopping rule (end, start, then the middle; stop once one label
+    """`core.predictor.read_windows`'s order and stopping rule (end, start, then the middle; stop once one label
     reaches `confidence`), with the windows combined by their mean log-odds instead of their mean probability."""
     order = reading_order(owner, n_texts)
     p = score(np.arange(len(owner)))[:, 1].astype(np.float64) if confidence >= 1.0 else None

@@ -112,7 +112,7 @@ def _print(obj: Any, as_json: bool, text: str | None = None) -> None:
 
 # ---------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from .evaluation import one_answer_note
+    from .metrics import one_answer_note
     from .jobs import create_run
     from .training import train_run
 
@@ -132,7 +132,7 @@ def cmd_train(args) -> int:
 
 def cmd_pipeline(args) -> int:
     from .jobs import create_run
-    from .pipeline import collect_results, results_json, row_warnings, run_pipeline
+    from .pipeline import write_results, results_json, row_warnings, run_pipeline
 
     from .tracking import mirrored
 
@@ -140,7 +140,7 @@ def cmd_pipeline(args) -> int:
     pipe = create_run("pipeline", pcfg, args.run_id)
     with mirrored(pipe):
         status = run_pipeline(pcfg, pipe)
-        results = collect_results(pipe)
+        results = write_results(pipe)
     if args.json:
         print(json.dumps(results_json(results, status.get("state")), default=str))
         for warning in row_warnings(results["rows"]):  # results.md (printed without --json) has them as notes
@@ -169,7 +169,8 @@ def cmd_results(args) -> int:
 
 def cmd_eval(args) -> int:
     from .config import EvalConfig
-    from .evaluation import evaluate_config, metrics_text, one_answer_note, public_metrics
+    from .evaluation import evaluate_config, metrics_text, public_metrics
+    from .metrics import one_answer_note
     from .runs import RunDir
 
     cfg = EvalConfig.from_dict({**given_settings(EvalConfig, args), **parse_assignments(args.sets)})
@@ -180,7 +181,7 @@ def cmd_eval(args) -> int:
         _print({"run_id": job.run_id, "run_dir": str(job.path)}, args.json, job.run_id)
         return 0
     save_to = RunDir.find(cfg.run) if args.save else None
-    from .runs import Terminal
+    from .terminal import Terminal
 
     m, examples = evaluate_config(cfg, save_to, name=cfg.name or None, log=Terminal.say)
     out = public_metrics(m)
@@ -200,7 +201,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .evaluation import Predictor
+    from .predictor import Predictor
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
@@ -350,7 +351,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .runs import compare, transposed
+    from .compare import compare, transposed
 
     if len(args.runs) < 2:
         raise ValueError("runs: give at least two runs to compare")
@@ -683,7 +684,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "quiet", True) is False and not getattr(args, "background", False):
-        from .runs import Terminal
+        from .terminal import Terminal
 
         Terminal.start(sys.stderr)  # stdout keeps the result alone (one JSON object with --json)
     try:

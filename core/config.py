@@ -82,7 +82,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            value = _coerce(f.name, getattr(self, f.name), _field_type(f, type(self)))
+            value = coerce(f.name, getattr(self, f.name), field_type(f, type(self)))
             object.__setattr__(self, f.name, value)  # frozen ones too
             check(f.name, value, f.metadata)
         self.validate()
@@ -103,11 +103,11 @@ class Settings:
     def with_overrides(self, assignments: dict[str, Any]):
         """Apply `FIELD=VALUE` from the command line or a form (strings are parsed by field type)."""
         data = self.to_dict()
-        types_ = {f.name: _field_type(f, type(self)) for f in dataclasses.fields(self)}
+        types_ = {f.name: field_type(f, type(self)) for f in dataclasses.fields(self)}
         for key, raw in assignments.items():
             if key not in types_:
                 raise ConfigError(key, f"not a {type(self).__name__} field")
-            data[key] = _coerce(key, raw, types_[key])
+            data[key] = coerce(key, raw, types_[key])
         return type(self).from_dict(data)
 
     @classmethod
@@ -512,17 +512,17 @@ def load_config_file(path: str | Path) -> PipelineConfig | RunConfig:
 # ---------------------------------------------------------------------------------------
 def field_kind(cls: type, f: dataclasses.Field) -> tuple[type, bool]:
     """A field's value type (bool, int, float, str or list) and whether it may be None: what widget a form gives it."""
-    tp, optional = _field_type(f, cls), False
+    tp, optional = field_type(f, cls), False
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         tp, optional = next(a for a in typing.get_args(tp) if a is not type(None)), True
     return typing.get_origin(tp) or tp, optional
 
 
-def _field_type(f: dataclasses.Field, cls: type) -> Any:
+def field_type(f: dataclasses.Field, cls: type) -> Any:
     return typing.get_type_hints(cls)[f.name]
 
 
-def _coerce(name: str, value: Any, tp: Any) -> Any:
+def coerce(name: str, value: Any, tp: Any) -> Any:
     """Turn a command-line string (or a JSON value) into the field's type, or say which field is wrong."""
     optional = False
     origin = typing.get_origin(tp)

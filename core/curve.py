@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import PipelineConfig, RunConfig, Settings, setting
 from .errors import ConfigError
-from .pipeline import _eval_stage, _train_stage, run_plan
+from .pipeline import eval_stage, train_stage, run_plan
 from .runs import RunDir, now, write_json_atomic
 
 STARTS = {"transfer": "from the source model", "baseline": "from the pretrained model"}
@@ -98,15 +98,15 @@ def run_curve(cfg: CurveConfig, job: RunDir, resume: bool = False) -> dict[str, 
     pcfg = cfg.pipeline
     source_id = job.stage("source").run_id
     configs = {"source": pcfg.source.replace(name=f"{cfg.name or 'curve'}: source", init_from=None)}
-    plan = [("source", _train_stage("source")),
-            ("target_zero_shot", _eval_stage("source", "target", "target_zero_shot"))]
+    plan = [("source", train_stage("source")),
+            ("target_zero_shot", eval_stage("source", "target", "target_zero_shot"))]
     for budget, seed, start in cfg.points():
         name = point_name(budget, seed, start)
         configs[name] = point_config(cfg, budget, seed, start, source_id)
-        plan.append((name, _with_results(_train_stage(name), cfg)))
+        plan.append((name, _with_results(train_stage(name), cfg)))
 
     def finish(wall: float) -> dict[str, Any]:
-        results = collect(job, cfg, wall)
+        results = write_results(job, cfg, wall)
         return {"wall_s": results["wall_s"], "metrics": {"crossover": results["crossover"]["labels"]}}
 
     return run_plan(job, pcfg, configs, plan, finish)
@@ -117,13 +117,13 @@ def _with_results(step, cfg: CurveConfig):
     def run(job: RunDir, *args: Any) -> Any:
         out = step(job, *args)
         if out != "stopped":
-            collect(job, cfg)
+            write_results(job, cfg)
         return out
     return run
 
 
 # ---------------------------------------------------------------------------------------
-def gather(job: RunDir, cfg: CurveConfig | None = None) -> dict[str, Any]:
+def read_results(job: RunDir, cfg: CurveConfig | None = None) -> dict[str, Any]:
     """Every point that has its test figure, the zero-shot row, the mean and spread per budget and start, and the
     crossover, read from the stage folders (nothing written)."""
     cfg = cfg or CurveConfig.from_dict(job.config())
@@ -150,8 +150,8 @@ def gather(job: RunDir, cfg: CurveConfig | None = None) -> dict[str, Any]:
             "crossover": crossover(summary), "wall_s": job.status().get("wall_s"), "created_at": now()}
 
 
-def collect(job: RunDir, cfg: CurveConfig, wall_s: float | None = None) -> dict[str, Any]:
-    results = gather(job, cfg)
+def write_results(job: RunDir, cfg: CurveConfig, wall_s: float | None = None) -> dict[str, Any]:
+    results = read_results(job, cfg)
     if wall_s is not None:
         results["wall_s"] = round(wall_s, 1)
     write_json_atomic(job.path / "results.json", results)
@@ -235,7 +235,7 @@ def report(job: RunDir, **_: Any):
     """`results CURVE`: every point so far, the mean and spread per budget, and the crossover."""
     from .kinds import Report
 
-    out = gather(job)
+    out = read_results(job)
     out["state"] = job.status().get("state")
     zs = f", zero-shot {out['zero_shot']:.4f}" if out["zero_shot"] is not None else ""
     lines = [f"curve {job.run_id}: {out['state']}{zs} on {out['test'] or 'the target test rows'}",

@@ -18,7 +18,9 @@ from typing import Any, Callable
 
 from .config import PipelineConfig, Reading, RunConfig
 from .data import load_test_split
-from .evaluation import Predictor, evaluate, one_answer_note, single_label, single_prediction
+from .evaluation import evaluate
+from .predictor import Predictor
+from .metrics import one_answer_note, single_label, single_prediction
 from .export import write_card
 from .runs import STAGES, RunDir, error_line, now, read_json, write_json_atomic
 from .training import train_run
@@ -62,7 +64,7 @@ def run_pipeline(pcfg: PipelineConfig, pipe: RunDir, resume: bool = False) -> di
         pipe.write_config("pipeline", pcfg.to_dict())
 
     def finish(wall: float) -> dict[str, Any]:
-        results = collect_results(pipe, pcfg, wall)
+        results = write_results(pipe, pcfg, wall)
         return {"wall_s": results["wall_s"], "metrics": {r["name"]: r["accuracy"] for r in results["rows"]}}
 
     return run_plan(pipe, pcfg, stage_configs(pcfg, pipe.run_id), _plan(pcfg), finish)
@@ -120,7 +122,7 @@ def _stopped(pipe: RunDir, stage: str, wall: float, stages: dict | None = None) 
 
 
 # -- stages ------------------------------------------------------------------------------
-def _train_stage(key: str):
+def train_stage(key: str):
     def step(pipe: RunDir, pcfg: PipelineConfig, configs: dict[str, RunConfig], stages: dict) -> Any:
         run = pipe.stage(key)
         stages[key]["run_id"] = run.run_id
@@ -138,7 +140,7 @@ def _train_stage(key: str):
     return step
 
 
-def _eval_stage(model_stage: str, data_cfg: str, key: str):
+def eval_stage(model_stage: str, data_cfg: str, key: str):
     def step(pipe: RunDir, pcfg: PipelineConfig, configs: dict[str, RunConfig], stages: dict) -> Any:
         cfg = pcfg.source if data_cfg == "source" else pcfg.target
         run = pipe.stage(model_stage)
@@ -161,12 +163,12 @@ def _eval_stage(model_stage: str, data_cfg: str, key: str):
 
 
 def _plan(pcfg: PipelineConfig):
-    plan = [("source", _train_stage("source")),
-            ("target_zero_shot", _eval_stage("source", "target", "target_zero_shot")),
-            ("target", _train_stage("target")),
-            ("source_after_target", _eval_stage("target", "source", "source_after_target"))]
+    plan = [("source", train_stage("source")),
+            ("target_zero_shot", eval_stage("source", "target", "target_zero_shot")),
+            ("target", train_stage("target")),
+            ("source_after_target", eval_stage("target", "source", "source_after_target"))]
     if pcfg.baseline:
-        plan.append(("baseline", _train_stage("baseline")))
+        plan.append(("baseline", train_stage("baseline")))
     return plan
 
 
@@ -179,24 +181,26 @@ def _test_eval(run: RunDir) -> dict[str, Any] | None:
     return None
 
 
-def collect_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: float | None = None) -> dict[str, Any]:
+def write_results(pipe: RunDir, pcfg: PipelineConfig | None = None, wall_s: float | None = None) -> dict[str, Any]:
     """results.json / results.md from the stage folders: the comparison table of the transfer. The worker's
-    (and `pipeline`'s) to write; readers use `current_results`."""
-    results = gather_results(pipe, wall_s)
+    (and `pipeline`'s) to write; readers use `read_results`."""
+    results = _gather(pipe, wall_s)
     write_json_atomic(pipe.path / "results.json", results)
     (pipe.path / "results.md").write_text(results_markdown(results), encoding="utf-8")
     return results
 
 
-def current_results(pipe: RunDir) -> dict[str, Any]:
+def read_results(pipe: RunDir) -> dict[str, Any]:
     """A pipeline's table as it stands, without writing anything: results.json once it has completed, else the
-    rows its finished stages have so far (a running or stopped pipeline)."""
+    rows its finished stages have so far (a running or stopped pipeline). The one reader of its results."""
     if pipe.status().get("state") == "completed":
-        return load_results(pipe) or gather_results(pipe)
-    return gather_results(pipe)
+        saved = read_json(pipe.path / "results.json")
+        if isinstance(saved, dict):
+            return saved
+    return _gather(pipe)
 
 
-def gather_results(pipe: RunDir, wall_s: float | None = None) -> dict[str, Any]:
+def _gather(pipe: RunDir, wall_s: float | None = None) -> dict[str, Any]:
     """The comparison table, read from the stage folders."""
     rid = pipe.run_id
     src, tgt, base = (pipe.stage(name) for name in STAGES)
@@ -305,11 +309,6 @@ def forgetting_by_group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for g, b in before["by_group"].items() if g in after["by_group"]]
 
 
-def load_results(pipe: RunDir) -> dict[str, Any] | None:
-    data = read_json(pipe.path / "results.json")
-    return data if isinstance(data, dict) else None
-
-
 def flipped_predictions(pipe: RunDir):
     """Target reviews whose label changed between zero-shot and fine-tuned, with both probabilities."""
     import pandas as pd
@@ -334,7 +333,7 @@ def other_sources_scores(pipe: RunDir, predictor_for=Predictor.from_run, path: s
     import numpy as np
 
     from .data import LABEL_NAMES, load_eval_examples
-    from .evaluation import accuracy_by_group
+    from .metrics import accuracy_by_group
 
     examples = load_eval_examples(str(path), text_fields=["text"], label_field="label")
     sources = examples.groups  # its `source` column
@@ -378,7 +377,7 @@ def report(pipe: RunDir, flipped: int = 0, **_: Any):
     from .kinds import Report
 
     state = pipe.status().get("state")
-    results = current_results(pipe)
+    results = read_results(pipe)
     data = results_json(results, state)
     text = results_markdown(results).rstrip() if results["rows"] else f"No rows yet: the pipeline is {state}."
     flips = flipped_predictions(pipe) if flipped else None

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .config import PipelineConfig, RunConfig, Settings, _coerce, _field_type, field_kind, setting
+from .config import PipelineConfig, RunConfig, Settings, coerce, field_type, field_kind, setting
 from .errors import ConfigError
 from .paths import studies_url
 from .runs import TERMINAL_STATES, RunDir, error_line, now, read_json, write_json_atomic
@@ -77,7 +77,7 @@ def parse_spec(name: str, spec: str) -> Dimension:
         raise ConfigError(where, "empty range (LOW:HIGH[:log], int:LOW:HIGH or A,B,C)")
     if "," in spec or ":" not in spec:
         try:
-            values = tuple(_coerce(name, v.strip(), _field_type(f, RunConfig)) for v in spec.split(",") if v.strip())
+            values = tuple(coerce(name, v.strip(), field_type(f, RunConfig)) for v in spec.split(",") if v.strip())
         except ConfigError:
             raise ConfigError(where, f"{spec!r} does not parse (LOW:HIGH[:log], int:LOW:HIGH[:log] or A,B,C of "
                                      f"{tp.__name__} values)") from None
@@ -293,7 +293,8 @@ def score_transfer(run: RunDir, cfg: SearchConfig) -> dict[str, Any]:
     """Zero-shot accuracy on a seeded, balanced sample of the target's *training* split, read as the target
     stage reads reviews: the figure a source stage is chosen by, with the test split left unread."""
     from .data import load_eval_examples
-    from .evaluation import Predictor, evaluate
+    from .evaluation import evaluate
+    from .predictor import Predictor
 
     tgt = cfg.pipeline.target
     run.update_status(state="running", phase="scoring the target's held-out rows")
@@ -365,12 +366,9 @@ def _tell(study, run: RunDir, cfg: SearchConfig, search: RunDir) -> str | None:
 
 def run_search(cfg: SearchConfig, search: RunDir, resume: bool = False, poll: float = 1.0) -> dict[str, Any]:
     """The search's worker: keep up to SENTIMENT_LAB_MAX_CONCURRENT trials (on a Ray cluster, as many as it holds)
-    queued or running until `trials` have
-    finished (completed or pruned), telling the study each result. Never trains anything itself."""
-    from optuna.trial import TrialState
-
-    from .backends import concurrent_trials
-    from .jobs import ensure_dispatcher, reconcile
+    queued or running until `trials` have finished (completed or pruned), telling the study each result. Never
+    trains anything itself."""
+    from .jobs import ensure_dispatcher
 
     search.stop_flag.unlink(missing_ok=True)
     search.mark_worker()
@@ -378,76 +376,101 @@ def run_search(cfg: SearchConfig, search: RunDir, resume: bool = False, poll: fl
                          total_steps=cfg.trials, error=None, ended_at=None)
     study = open_study(search.run_id, cfg)
     dims = parse_space(cfg.space)
-    try:  # SENTIMENT_LAB_MAX_CONCURRENT, or on a Ray cluster as many as its nodes hold
-        at_once = concurrent_trials(cfg.stage_config().num_processes)
-    except ValueError as exc:
-        at_once = 1
-        search.log(f"one trial at a time: {exc}")
-    search.log(f"trials at once: {at_once}")
+    at_once = _trials_at_once(search, cfg)
     if not study.trials:  # trial 1 is the base settings, where the space holds them: what the others must beat
         base = cfg.stage_config()
         start = {d.name: getattr(base, d.name) for d in dims if d.holds(getattr(base, d.name))}
         if start:
             study.enqueue_trial(start)
-    init_from = None
     try:
+        init_from = None
         if cfg.stage == "target":
             init_from = _source_model(search, cfg, poll)
             if init_from is None:
                 return _stopped(search, study, cfg)
-        mine = {r.job()["trial"]: r for r in trial_runs(search)}
-        running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        # A restart: trials left waiting (stopped with the search, or killed with it) continue from their
-        # checkpoints as the same trials of the study; trials that ended meanwhile are told.
-        for number in sorted(running):
-            run = mine.get(number)
-            if run is None:  # asked, but its folder never written (killed in between)
-                study.tell(number, state=TrialState.FAIL)
-                continue
-            reconcile()
-            if run.status().get("state") in ("stopped", "interrupted"):
-                _requeue(run)
-            elif run.status().get("state") in TERMINAL_STATES:
-                _tell(study, run, cfg, search)
+        _pick_up(search, study, cfg)
         ensure_dispatcher()
         while True:
-            reconcile()
-            stopping = search.stop_requested()
-            trials = study.get_trials(deepcopy=False)
-            mine = {r.job()["trial"]: r for r in trial_runs(search)}
-            for t in trials:
-                if t.state == TrialState.RUNNING and t.number in mine and not (
-                        stopping and mine[t.number].status().get("state") == "stopped"):
-                    _tell(study, mine[t.number], cfg, search)
-            trials = study.get_trials(deepcopy=False)
-            # every trial not yet told: queued, training, or trained and still scoring (metric=transfer)
-            active = [mine[t.number] for t in trials if t.state == TrialState.RUNNING and t.number in mine]
-            counts = _counts(trials)
-            _write_status(search, study, cfg, counts)
-            if stopping:
-                for run in active:
-                    if run.status().get("state") == "queued":  # never started: waits for the resume
-                        run.update_status(state="stopped", ended_at=now())
-                    else:
-                        run.request_stop()
-                if all(r.status().get("state") in TERMINAL_STATES for r in active):
-                    return _stopped(search, study, cfg)
-            elif counts["finished"] >= cfg.trials and not active:
-                return _finish(search, study, cfg)
-            elif counts["failed"] >= max(3, cfg.trials) and not counts["finished"] and not active:
-                raise RuntimeError(f"{counts['failed']} trials failed and none finished (the last: "
-                                   f"{_last_error(search)})")
-            else:
-                queued = False
-                while len(active) < at_once and counts["finished"] + len(active) < cfg.trials:
-                    active.append(queue_trial(search, study, cfg, dims, init_from))
-                    queued = True
-                if queued:
-                    ensure_dispatcher()
+            if (ended := _round(search, study, cfg, dims, init_from, at_once)) is not None:
+                return ended
             time.sleep(poll)
     except Exception as exc:
         search.fail(exc)
         raise
+
+
+def _trials_at_once(search: RunDir, cfg: SearchConfig) -> int:
+    """SENTIMENT_LAB_MAX_CONCURRENT, or on a Ray cluster as many as its nodes hold."""
+    from .backends import concurrent_trials
+
+    try:
+        at_once = concurrent_trials(cfg.stage_config().num_processes)
+    except ValueError as exc:
+        at_once = 1
+        search.log(f"one trial at a time: {exc}")
+    search.log(f"trials at once: {at_once}")
+    return at_once
+
+
+def _pick_up(search: RunDir, study, cfg: SearchConfig) -> None:
+    """A restart: trials left waiting (stopped with the search, or killed with it) continue from their checkpoints
+    as the same trials of the study; trials that ended meanwhile are told."""
+    from optuna.trial import TrialState
+
+    from .jobs import reconcile
+
+    mine = {r.job()["trial"]: r for r in trial_runs(search)}
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    for number in sorted(running):
+        run = mine.get(number)
+        if run is None:  # asked, but its folder never written (killed in between)
+            study.tell(number, state=TrialState.FAIL)
+            continue
+        reconcile()
+        if run.status().get("state") in ("stopped", "interrupted"):
+            _requeue(run)
+        elif run.status().get("state") in TERMINAL_STATES:
+            _tell(study, run, cfg, search)
+
+
+def _round(search: RunDir, study, cfg: SearchConfig, dims: list[Dimension], init_from: str | None,
+           at_once: int) -> dict[str, Any] | None:
+    """One look at the trials: tell the study those that ended, then end the search (stopped, finished, failing)
+    or queue trials up to `at_once`. Returns the search's final status once it ends."""
+    from optuna.trial import TrialState
+
+    from .jobs import ensure_dispatcher, reconcile
+
+    reconcile()
+    stopping = search.stop_requested()
+    mine = {r.job()["trial"]: r for r in trial_runs(search)}
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.RUNNING and t.number in mine and not (
+                stopping and mine[t.number].status().get("state") == "stopped"):
+            _tell(study, mine[t.number], cfg, search)
+    trials = study.get_trials(deepcopy=False)
+    # every trial not yet told: queued, training, or trained and still scoring (metric=transfer)
+    active = [mine[t.number] for t in trials if t.state == TrialState.RUNNING and t.number in mine]
+    counts = _counts(trials)
+    _write_status(search, study, cfg, counts)
+    if stopping:
+        for run in active:
+            if run.status().get("state") == "queued":  # never started: waits for the resume
+                run.update_status(state="stopped", ended_at=now())
+            else:
+                run.request_stop()
+        return _stopped(search, study, cfg) if all(r.status().get("state") in TERMINAL_STATES for r in active) else None
+    if counts["finished"] >= cfg.trials and not active:
+        return _finish(search, study, cfg)
+    if counts["failed"] >= max(3, cfg.trials) and not counts["finished"] and not active:
+        raise RuntimeError(f"{counts['failed']} trials failed and none finished (the last: {_last_error(search)})")
+    queued = False
+    while len(active) < at_once and counts["finished"] + len(active) < cfg.trials:
+        active.append(queue_trial(search, study, cfg, dims, init_from))
+        queued = True
+    if queued:
+        ensure_dispatcher()
+    return None
 
 
 def _source_model(search: RunDir, cfg: SearchConfig, poll: float) -> str | None:
@@ -544,7 +567,7 @@ def study_results(search: RunDir, study=None, cfg: SearchConfig | None = None) -
             "best": best, "trials": trials, "updated_at": now()}
 
 
-def results(search: RunDir) -> dict[str, Any]:
+def read_results(search: RunDir) -> dict[str, Any]:
     """What `results SEARCH` prints: the study as it stands (results.json, which the worker writes, when the
     study cannot be opened)."""
     try:
@@ -577,7 +600,7 @@ def report(search: RunDir, **_: Any):
     """`results SEARCH`: its trials so far and the best."""
     from .kinds import Report
 
-    out = results(search)
+    out = read_results(search)
     state = search.status().get("state")
     data = {"search_id": out["search_id"], "state": state, "metric": out["metric"], "direction": out["direction"],
             "best": out["best"], "trials": [{k: t.get(k) for k in ("number", "run_id", "state", "params", "value",

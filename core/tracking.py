@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .paths import PROJECT_ROOT, artifacts_root
-from .runs import ACTIVE_STATES, RunDir, error_line, flat_settings, iter_runs, read_json, write_json_atomic
+from .runs import ACTIVE_STATES, RunDir, error_line, iter_runs, read_json, write_json_atomic
+from .compare import flat_settings
 
 EXPERIMENT = "sentiment-transfer-lab"
 STATE_FILE = "mlflow.json"

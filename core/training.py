@@ -21,9 +21,12 @@ from .config import RunConfig
 from .errors import ConfigError
 from .export import write_card
 from .data import Encoder, dataset_cached, load_splits, tokenize_cached
-from .evaluation import Predictor, calibrate, classification_metrics, evaluate, one_answer_note
+from .evaluation import evaluate
+from .predictor import Predictor
+from .metrics import calibrate, classification_metrics, one_answer_note
 from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
-from .runs import RunDir, Terminal, append_jsonl, disk_full, error_line, now, read_json, read_jsonl
+from .runs import RunDir, append_jsonl, disk_full, error_line, now, read_json, read_jsonl
+from .terminal import Terminal
 
 
 def _rank() -> int:

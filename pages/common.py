@@ -20,7 +20,7 @@ import streamlit as st
 from core import jobs, kinds
 from core.config import field_default, field_kind
 from core.data import read_table_bytes
-from core.evaluation import Predictor
+from core.predictor import Predictor
 from core.runs import ACTIVE_STATES, STAGES, MetricsTail, RunDir, headline
 
 STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "stopped": "⏸️", "completed": "✅",
@@ -72,6 +72,11 @@ def live(view: Callable[..., None], active: bool) -> Callable[..., None]:
 def runs_table() -> list[dict[str, Any]]:
     """Every run from the index (dead workers already reconciled). Cheap: reads only changed folders."""
     return jobs.list_runs()
+
+
+def runs_of(kind: str, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The runs of one kind (a page's own: the Transfer page's pipelines and curves, the Search page's searches)."""
+    return [r for r in (runs_table() if rows is None else rows) if r["kind"] == kinds.get(kind).name]
 
 
 def run_name(row: dict[str, Any]) -> str:

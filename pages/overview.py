@@ -6,9 +6,9 @@ from core import jobs
 from core.config import PRESETS, load_preset
 from core.modeling import device_summary
 from core.paths import hub_reachable
-from core.pipeline import ROW_NAMES, ROW_TITLES, load_results, points
+from core.pipeline import ROW_NAMES, ROW_TITLES, points, read_results
 from core.runs import ACTIVE_STATES, RunDir
-from pages.common import RUNS_COLUMNS, live, runs_frame, runs_table, show_error, through_router
+from pages.common import RUNS_COLUMNS, live, runs_frame, runs_of, runs_table, show_error, through_router
 
 through_router(__file__)
 st.title("Sentiment Transfer Lab")
@@ -51,8 +51,8 @@ def recent_runs() -> None:
 
 def latest_transfer(rows: list[dict]) -> None:
     """The newest finished pipeline's five figures at a glance, each against what it is compared with."""
-    done = [r for r in rows if r["kind"] == "pipeline" and r["state"] == "completed"]
-    results = load_results(RunDir.for_id(done[0]["id"])) if done else None
+    done = [r for r in runs_of("pipeline", rows) if r["state"] == "completed"]
+    results = read_results(RunDir.for_id(done[0]["id"])) if done else None
     by = {r["name"]: r for r in (results or {}).get("rows", [])}
     if not by:
         return

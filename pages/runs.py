@@ -9,11 +9,14 @@ from core import jobs, kinds
 from core.config import PRESETS, ConfigError, EvalConfig
 from core.export import card, export, push
 from core.paths import PROJECT_ROOT, artifacts_root, resolve_local
-from core.evaluation import one_answer_note, single_label, wrong_predictions
+from core.evaluation import wrong_predictions
+from core.metrics import one_answer_note, single_label
 from core.pipeline import OTHER_SOURCES, ROW_TITLES, STAGE_STEPS
-from core.runs import ACTIVE_STATES, RunDir, compare, read_json, transposed
+from core.runs import ACTIVE_STATES, RunDir, read_json
+from core.compare import compare, transposed
 from core.tracking import run_link, tracking_on
 from pages.common import (RUNS_COLUMNS, STATE_ICONS, confusion_figure, curve_charts, curve_sources, duration, live,
+                          runs_of,
                           reliability_figure, run_label, run_name, runs_frame, runs_table, setting_widgets, show_error,
                           through_router)
 
@@ -266,7 +269,7 @@ def evaluations(run_id: str, run: RunDir) -> None:
 
 def eval_jobs(run_ids: list[str]) -> list[str]:
     """The eval jobs that score these runs' models."""
-    return [r["id"] for r in rows if r["kind"] == "eval" and r.get("model") in run_ids]
+    return [r["id"] for r in runs_of("eval", rows) if r.get("model") in run_ids]
 
 
 def eval_datasets(trained_on: str | None) -> tuple[list[str], int]:

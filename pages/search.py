@@ -9,8 +9,8 @@ from core import jobs
 from core.cli import parse_assignments
 from core.config import PRESETS, ConfigError, RunConfig, field_kind, load_preset
 from core.runs import ACTIVE_STATES, RunDir
-from core.search import DEFAULT_SPACE, NOT_SEARCHABLE, SearchConfig, open_study, parse_spec, results
-from pages.common import STATE_ICONS, live, runs_table, setting_widgets, show_error, through_router
+from core.search import DEFAULT_SPACE, NOT_SEARCHABLE, SearchConfig, open_study, parse_spec, read_results
+from pages.common import STATE_ICONS, live, runs_of, setting_widgets, show_error, through_router
 
 through_router(__file__)
 st.title("Search")
@@ -59,7 +59,7 @@ def range_widget(name: str, spec: str) -> str:
 
 
 # -- the form -----------------------------------------------------------------------------------------
-with st.expander("New search", expanded=not any(r["kind"] == "search" for r in runs_table())):
+with st.expander("New search", expanded=not runs_of("search")):
     c1, c2, c3 = st.columns(3)
     preset_name = c1.selectbox("Preset the trials start from", list(PRESETS), key="search_preset",
                                index=list(PRESETS).index("offline-quick"))
@@ -104,7 +104,7 @@ with st.expander("New search", expanded=not any(r["kind"] == "search" for r in r
         show_error(ValueError(errors[0]))
 
 # -- a search, live -----------------------------------------------------------------------------------
-searches = [r for r in runs_table() if r["kind"] == "search"]
+searches = runs_of("search")
 if not searches:
     st.info("No searches yet: launch one above, or `python -m core search --preset offline-quick --trials 8`.")
     st.stop()
@@ -121,7 +121,7 @@ def show(search_id: str) -> None:
     search = RunDir.for_id(search_id)
     status = search.status()
     state = status.get("state", "?")
-    out = results(search)
+    out = read_results(search)
     counts = status.get("trials") or {}
     st.markdown(f"#### {STATE_ICONS.get(state, '')} {search_id} · {state}")
     if status.get("error"):

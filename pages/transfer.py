@@ -6,14 +6,14 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.pipeline import (ROW_TITLES, current_results, flipped_predictions, forgetting_by_group, other_sources_scores,
+from core.pipeline import (ROW_TITLES, read_results, flipped_predictions, forgetting_by_group, other_sources_scores,
                            points, results_markdown, row_gaps, row_warnings)
 from core import jobs
 from core.config import PRESETS, ConfigError, load_preset
-from core.curve import STARTS, CurveConfig, curve_csv, gather, preset_curve
+from core.curve import STARTS, CurveConfig, curve_csv, preset_curve, read_results as curve_results
 from core.runs import ACTIVE_STATES, RunDir
-from pages.common import (confusion_figure, efficiency_figure, live, predictor_for, reliability_figure, run_name,
-                          runs_table, setting_widgets, show_error, through_router, transfer_figure)
+from pages.common import (confusion_figure, efficiency_figure, live, predictor_for, reliability_figure, run_name, runs_of,
+                          setting_widgets, show_error, through_router, transfer_figure)
 
 
 def in_points(delta: float) -> str:
@@ -26,7 +26,7 @@ tab_table, tab_curve = st.tabs(["The comparison table", "What transfer buys: the
 
 
 def comparison() -> None:
-    pipelines = [r for r in runs_table() if r["kind"] == "pipeline"]
+    pipelines = runs_of("pipeline")
     if not pipelines:
         st.info("No pipeline yet. Start one from the Overview or Train page.")
         return
@@ -37,11 +37,19 @@ def comparison() -> None:
     st.query_params["pipeline"] = choice
     pipe = RunDir.for_id(choice)
     # A pipeline still running (or stopped part-way) shows the rows it has so far; the page writes nothing.
-    results = current_results(pipe)
+    results = read_results(pipe)
     if not results or not results["rows"]:
         st.info(f"No results yet: the pipeline is {by_id[choice]['state']}.")
         return
+    figures(results, choice)
+    by_group_section(results["rows"])
+    per_row_charts(results["rows"])
+    flipped_section(pipe)
+    other_sources_section(pipe, choice)
 
+
+def figures(results: dict, choice: str) -> None:
+    """The table, its chart, what it says in words, and its downloads."""
     by = {r["name"]: r for r in results["rows"]}
     zs, bl = by.get("target_zero_shot"), by.get("target_only_baseline")
     # The figures first, then where they come from: "scored as" can be long and must not push accuracy off screen.
@@ -61,8 +69,6 @@ def comparison() -> None:
     src, after = by.get("source"), by.get("source_after_target")
     for warning in row_warnings(results["rows"]):
         st.warning(warning)
-
-
     notes = []
     if zs and by.get("target_finetuned"):
         notes.append(f"Fine-tuning on the target moved target accuracy by {in_points(by['target_finetuned']['accuracy'] - zs['accuracy'])}.")
@@ -82,7 +88,10 @@ def comparison() -> None:
     d2.download_button("The table as JSON", json.dumps(results, indent=2), f"{choice}-results.json",
                        "application/json", key="transfer_download_json", icon=":material/download:", width="stretch")
 
-    by_group = forgetting_by_group(results["rows"])
+
+def by_group_section(rows: list) -> None:
+    """Forgetting per product domain (or the data's other grouping column)."""
+    by_group = forgetting_by_group(rows)
     if by_group:
         field = by_group[0]["field"]
         st.subheader(f"Source accuracy by {field}, before and after target training")
@@ -90,8 +99,11 @@ def comparison() -> None:
             columns={"group": field, "change": "change (points)"}), hide_index=True, width="stretch",
             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("before", "after")})
 
+
+def per_row_charts(rows: list) -> None:
+    """Each row's confusion matrix and reliability diagram."""
     st.subheader("Confusion matrices")
-    with_cm = [r for r in results["rows"] if r.get("confusion")]
+    with_cm = [r for r in rows if r.get("confusion")]
     for i in range(0, len(with_cm), 3):
         cols = st.columns(3)
         for col, r in zip(cols, with_cm[i:i + 3]):
@@ -100,12 +112,14 @@ def comparison() -> None:
     st.subheader("How far to trust a probability")
     st.caption("Each row's confidence against its accuracy, in 15 bins: on the diagonal a model is right as often as it "
                "says; below it, over-confident. Each model's temperature is fitted on its own validation split.")
-    with_rel = [r for r in results["rows"] if r.get("reliability")]
+    with_rel = [r for r in rows if r.get("reliability")]
     for i in range(0, len(with_rel), 3):
         cols = st.columns(3)
         for col, r in zip(cols, with_rel[i:i + 3]):
             col.plotly_chart(reliability_figure(r, ROW_TITLES[r["name"]]), width="stretch", key=f"rel_{r['name']}")
 
+
+def flipped_section(pipe: RunDir) -> None:
     st.subheader("Target reviews that flipped between zero-shot and fine-tuned")
     flips = flipped_predictions(pipe)
     if flips.empty:
@@ -116,6 +130,9 @@ def comparison() -> None:
             "p_positive_zero_shot": st.column_config.NumberColumn("P(pos) zero-shot", format="%.3f"),
             "p_positive_finetuned": st.column_config.NumberColumn("P(pos) fine-tuned", format="%.3f")})
 
+
+def other_sources_section(pipe: RunDir, choice: str) -> None:
+    """The pipeline's models on short reviews from other sources, on request."""
     st.subheader("Beyond the two domains")
     st.caption("60 short reviews from sources neither stage trained on: restaurants, hotels, apps, video games, airlines "
                "and music, 5 positive and 5 negative each (written for this lab; a smoke test, where one review is "
@@ -144,7 +161,7 @@ def comparison() -> None:
 
 def efficiency() -> None:
     """The curve: accuracy against target labels, from the source model and from the pretrained one."""
-    with st.expander("Start a curve", expanded=not any(r["kind"] == "curve" for r in runs_table())):
+    with st.expander("Start a curve", expanded=not runs_of("curve")):
         # The preset is chosen outside the form: its budgets and seeds, sized for its machine, fill the form.
         preset = st.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("offline-quick"), key="curve_preset")
         errors: dict[str, str] = st.session_state.get("curve_errors", {})
@@ -162,7 +179,7 @@ def efficiency() -> None:
                     st.rerun()
                 except ValueError as exc:
                     show_error(exc)
-    curves = [r for r in runs_table() if r["kind"] == "curve"]
+    curves = runs_of("curve")
     if not curves:
         st.info("No curve yet: start one above, or `python -m core curve --preset offline-quick`.")
         return
@@ -177,7 +194,7 @@ def efficiency() -> None:
 def show_curve(curve_id: str) -> None:
     job = RunDir.for_id(curve_id)
     state = job.status().get("state", "?")
-    results = gather(job)
+    results = curve_results(job)
     done, total = job.status().get("step") or 0, job.status().get("total_steps") or 0
     st.caption(f"{state} · {done} of {total} stages done" + (f" · now {job.status().get('stage')}"
                                                             if state in ACTIVE_STATES else ""))

@@ -5,10 +5,10 @@ import streamlit as st
 
 from core.data import skipped_note, text_columns
 from core.config import Reading
-from core.evaluation import MAX_EXPLAINED_WORDS, check_review
-from core.pipeline import STAGE_ROLES, load_results
+from core.predictor import MAX_EXPLAINED_WORDS, check_review
+from core.pipeline import STAGE_ROLES, read_results
 from core.runs import STAGES, RunDir
-from pages.common import (models_available, predictor_for, read_upload, runs_table, show_error, through_router,
+from pages.common import (models_available, predictor_for, read_upload, runs_of, runs_table, show_error, through_router,
                           upload_limit, word_effects_html)
 
 through_router(__file__)
@@ -23,8 +23,8 @@ if not models:
 def pipeline_models() -> list[str]:
     """The newest completed pipeline's zero-shot (stage 1) and fine-tuned (stage 2) models, and its target-only
     baseline where it trained one: the comparison table's three models, on the user's own review."""
-    for r in rows:
-        if r["kind"] == "pipeline" and load_results(RunDir.for_id(r["id"])):
+    for r in runs_of("pipeline", rows):
+        if read_results(RunDir.for_id(r["id"]))["rows"]:
             source, target, baseline = (RunDir.for_id(r["id"]).stage(s).run_id for s in STAGES)
             if source in models and target in models:
                 return [source, target] + [baseline] * (baseline in models)

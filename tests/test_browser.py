@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, review_frame
+from conftest import CHROMIUM, ROOT, review_frame
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-artifacts"
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")]
@@ -73,25 +72,6 @@ def server(lab):
     for run in jobs.iter_runs():
         if run.status().get("state") in ("queued", "running", "stopping"):
             jobs.stop(run.run_id, timeout=5, grace=2)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
 
 
 def settle(page, timeout=60_000):

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli, tiny_config
-from core.evaluation import Predictor, calibration, fit_temperature, nll, with_temperature
+from core.predictor import Predictor
+from core.metrics import calibration, fit_temperature, nll, with_temperature
 from core.runs import RunDir
 from core.training import train_run
 

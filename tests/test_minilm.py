@@ -4,7 +4,7 @@ import pytest
 
 from conftest import DATA, run_cli
 from core.config import RunConfig
-from core.evaluation import Predictor
+from core.predictor import Predictor
 from core.runs import RunDir
 from core.training import train_run
 

@@ -120,7 +120,7 @@ def test_a_row_scored_on_one_label_is_flagged_in_the_table():
 
 def test_a_row_whose_model_gives_one_label_is_flagged_in_the_table():
     """A stage that learnt nothing (a baseline on too few reviews) answers one label: 0.5 is not a weak model's score."""
-    from core.evaluation import single_prediction
+    from core.metrics import single_prediction
     from core.pipeline import results_markdown, row_warnings
 
     assert single_prediction([[0, 50], [0, 50]]) == "positive" and single_prediction([[50, 0], [50, 0]]) == "negative"

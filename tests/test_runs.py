@@ -44,7 +44,7 @@ def test_run_ids_are_unique_and_findable():
 
 def test_compare_shows_what_each_run_reached_and_only_the_settings_that_differ(reviews_dir, tiny_model):
     from conftest import run_cli, tiny_config
-    from core.runs import compare, transposed
+    from core.compare import compare, transposed
     from core.training import train_run
 
     train_run(tiny_config(tiny_model, reviews_dir), RunDir.for_id("r-a"))

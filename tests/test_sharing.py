@@ -284,17 +284,8 @@ def test_half_written_files_are_read_past(lab_home, tiny_model, reviews_dir):
 
 # -- in the browser -------------------------------------------------------------------------------------------------------
 @pytest.fixture
-def browser_page():
-    from test_browser import CHROMIUM
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        page = b.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        yield page
-        b.close()
+def browser_page(page):
+    return page
 
 
 @pytest.mark.browser

@@ -62,7 +62,7 @@ def test_a_bf16_run_says_so_and_saves_fp32_weights(reviews_dir, tiny_model, cpu_
 def test_bf16_scoring_agrees_with_fp32(tiny_model):
     import torch
 
-    from core.evaluation import Predictor
+    from core.predictor import Predictor
 
     texts = ["A wonderful film.", "Awful, do not buy.", "It was fine, I suppose, though the ending dragged on " * 5]
     fp32 = Predictor.from_folder(tiny_model, precision="fp32")
@@ -73,7 +73,7 @@ def test_bf16_scoring_agrees_with_fp32(tiny_model):
 
 
 def test_length_batches_keep_to_the_rows_and_the_token_budget():
-    from core.evaluation import length_batches
+    from core.predictor import length_batches
 
     lengths = np.random.default_rng(0).integers(3, 300, size=500).tolist() + [3000]
     batches = length_batches(lengths, max_rows=32, max_tokens=2048)

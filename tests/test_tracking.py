@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, held, launch_paused, run_cli, tiny_config, tiny_pipeline
 from core import jobs
 from core.runs import RunDir
-from test_jobs import launch_json, wait_for
+from test_jobs import wait_for
 
 ON = {"SENTIMENT_LAB_TRACKING": "mlflow"}
 

@@ -102,7 +102,7 @@ def test_windowed_scoring_averages_the_windows_and_travels_with_the_model(review
     import torch
 
     from core.config import INFERENCE_FILE
-    from core.evaluation import Predictor
+    from core.predictor import Predictor
 
     long = " ".join(["a dull start", "but a wonderful middle"] * 40 + ["and an awful end"] * 20)
     predictor = Predictor.from_folder(tiny_model, max_length=24, windows=3, precision="fp32")
@@ -124,7 +124,7 @@ def test_reading_stops_at_the_first_window_that_makes_the_model_sure(tiny_model)
     import numpy as np
     import torch
 
-    from core.evaluation import Predictor
+    from core.predictor import Predictor
 
     long = " ".join(["a dull start", "but a wonderful middle"] * 40 + ["and an awful end"] * 20)
     texts = [long, "fine"]
@@ -153,7 +153,7 @@ def test_reading_stops_at_the_first_window_that_makes_the_model_sure(tiny_model)
 def test_reading_as_another_model_shares_the_weights_and_leaves_the_original_alone(tiny_model):
     import numpy as np
 
-    from core.evaluation import Predictor
+    from core.predictor import Predictor
 
     own = Predictor.from_folder(tiny_model, max_length=32, truncation="head")
     other = Predictor.from_folder(tiny_model, max_length=24, windows=3, confidence=0.9)
@@ -169,7 +169,7 @@ def test_reading_as_another_model_shares_the_weights_and_leaves_the_original_alo
 def test_word_effects_are_what_leaving_each_word_out_changes(tiny_model):
     import pytest
 
-    from core.evaluation import Predictor
+    from core.predictor import Predictor
 
     predictor = Predictor.from_folder(tiny_model, max_length=32)
     text = "A slow start but a truly wonderful film"
