@@ -202,11 +202,20 @@ def cpu_bench(args) -> dict:
 
 # -- GPU ---------------------------------------------------------------------------------------
 def matmul_peak(device: str, n: int) -> float:
-    """FLOP/s of a bf16 n x n matrix product on this device: the ceiling MFU is measured against."""
+    """FLOP/s of an n x n matrix product on this device, the ceiling MFU is measured against: bf16's, or on a CPU
+    without bf16 instructions (where bf16 is emulated, slower than fp32) the faster of bf16's and fp32's."""
     import torch
 
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    if device == "cuda":
+        return _matmul_flops(device, n, torch.bfloat16)
+    return max(_matmul_flops(device, n, torch.bfloat16), _matmul_flops(device, n, torch.float32))
+
+
+def _matmul_flops(device: str, n: int, dtype) -> float:
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)

@@ -370,7 +370,7 @@ def cmd_compare(args) -> int:
 def cmd_logs(args) -> int:
     """A run's log.txt. A pipeline's comes with its stages' logs: one after another, or, following (-f), as they
     grow, each stage's lines prefixed with its name (a pipeline's own log only says when stages start and end)."""
-    from .jobs import children
+    from .runs import children
     from .runs import TERMINAL_STATES, RunDir
 
     run = RunDir.find(args.run)
@@ -428,8 +428,10 @@ def cmd_presets(args) -> int:
 
 
 def cmd_mlflow_sync(args) -> int:
+    from .jobs import reconcile
     from .tracking import sync_all
 
+    reconcile()  # a dead worker's run is interrupted before it is mirrored
     out = sync_all()
     text = (f"{len(out['synced'])} runs mirrored into {out['uri']} (experiment {out['experiment_id']})"
             + (f"; {len(out['running'])} running runs left to their workers" if out["running"] else "")

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .errors import ConfigError
 from .paths import LOCAL_FORMATS, artifacts_root, hub_reachable, looks_like_path, resolve_local, unreachable
 
 TEXT_FIELD_GUESSES = (("title", "content"), ("text",), ("review",), ("content",), ("sentence",), ("body",))
@@ -530,3 +531,13 @@ def save_upload(name: str, data: bytes) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     return target
+
+
+def preflight_dataset(dataset: str) -> None:
+    """A local file or folder that exists, or a Hub name while the Hub can be reached or that `datasets` has
+    cached (loaded once before: offline, `load_dataset` then reads its cache)."""
+    if resolve_local(dataset) is None:
+        if looks_like_path(dataset):
+            raise ConfigError("dataset", f"no such file or folder: {dataset}")
+        if not hub_reachable() and not dataset_cached(dataset):
+            raise unreachable("dataset", dataset)

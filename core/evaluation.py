@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import EvalConfig
+from .config import INFERENCE_FILE, EvalConfig
 from .data import LABEL_NAMES, Examples
-from .metrics import accuracy_by_group, calibration, classification_metrics, one_answer_note, with_temperature
+from .metrics import (accuracy_by_group, calibration, classification_metrics, fit_temperature, nll, one_answer_note,
+                      with_temperature)
 from .predictor import Predictor
 from .runs import RunDir, now, write_json_atomic
 
@@ -118,7 +119,7 @@ def wrong_predictions(predictions_csv: str | Path):
 # The eval kind's check and results (core/kinds.py)
 def check_eval(cfg: EvalConfig) -> EvalConfig:
     """The model run exists and has a model, the data can be found; a run id prefix becomes the id."""
-    from .training import preflight_dataset
+    from .data import preflight_dataset
 
     model_run = RunDir.find(cfg.run, anywhere=True)
     model_run.require_model()
@@ -152,3 +153,21 @@ def report(run: RunDir, **_: Any):
     m = public_metrics(found[0])
     notes = [n for n in [one_answer_note(m)] if n]
     return Report({"run_id": run.run_id, "state": state, **m}, metrics_text(m), notes)
+
+
+def calibrate(predictor: Predictor, validation: Examples, model_dir: str | Path) -> dict[str, Any]:
+    """Fit the model's temperature on the validation split (never on test), save it beside the model
+    (`sentiment_lab.json`'s `calibration`), and set it on `predictor`. Returns what was fitted."""
+    from .runs import read_json
+
+    probs, _ = predictor.read(validation.texts)
+    temperature = fit_temperature(probs, validation.labels)
+    fitted = {"temperature": temperature, "fitted_on": validation.source, "n": len(validation),
+              "nll_before": round(nll(probs, validation.labels), 5),
+              "nll_after": round(nll(with_temperature(probs, temperature), validation.labels), 5),
+              "ece_before": calibration(probs, validation.labels)["ece"],
+              "ece_after": calibration(with_temperature(probs, temperature), validation.labels)["ece"]}
+    path = Path(model_dir) / INFERENCE_FILE
+    write_json_atomic(path, {**(read_json(path, {}) or {}), "calibration": fitted})
+    predictor.temperature = temperature
+    return fitted

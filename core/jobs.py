@@ -32,8 +32,8 @@ from .backends import (ClusterUnreachable, RayCluster, backend_name, max_concurr
                        submitted)
 from . import kinds
 from .paths import PROJECT_ROOT, artifacts_root, runs_root
-from .runs import (ACTIVE_STATES, TERMINAL_STATES, RunDir, iter_runs, new_run_id, now,
-                   read_json, write_json_atomic)
+from .runs import (ACTIVE_STATES, TERMINAL_STATES, RunDir, children, iter_runs, new_run_id, now, read_json,
+                   worker_alive, write_json_atomic)
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,26 +163,6 @@ def _progress(row: dict[str, Any], stages: list[dict[str, Any]]) -> float | None
         running = [s for s in stages if s["state"] in ("running", "stopping") and s.get("total_steps")]
         done += min((running[-1]["step"] or 0) / running[-1]["total_steps"], 1.0) if running else 0.0
     return min(done / row["total_steps"], 1.0)
-
-
-# ---------------------------------------------------------------------------------------
-# Liveness
-def worker_alive(status: dict[str, Any]) -> bool | None:
-    """True/False for a worker on this host; None when it cannot be known (another host, no pid yet)."""
-    pid, host = status.get("pid"), status.get("host")
-    if not pid or (host and host != socket.gethostname()):
-        return None
-    import psutil
-
-    try:
-        proc = psutil.Process(int(pid))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        # A pid reused after a reboot belongs to a process that started after our worker did.
-        started = status.get("worker_started_at") or status.get("started_at")
-        return not (started and proc.create_time() > float(started) + 5)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
 
 
 def reconcile(run_ids: list[str] | None = None) -> list[str]:
@@ -422,11 +402,6 @@ def _stop_job(run: RunDir, grace: float) -> None:
     end = time.time() + grace
     while time.time() < end and run.status().get("state") not in TERMINAL_STATES:
         time.sleep(0.5)
-
-
-def children(run: RunDir) -> list[RunDir]:
-    """A pipeline's stages, a search's trials and source model: the folders `<id>.<name>` beside it."""
-    return [RunDir(p) for p in sorted(run.path.parent.glob(f"{run.run_id}.*")) if p.is_dir()]
 
 
 def _active_children(run: RunDir) -> list[RunDir]:

@@ -4,17 +4,12 @@ fitted on validation), and the notes a one-label result needs."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .config import INFERENCE_FILE
 from .data import LABEL_NAMES
-from .runs import write_json_atomic
-
-if TYPE_CHECKING:
-    from .data import Examples
-    from .predictor import Predictor
 
 
 # ---------------------------------------------------------------------------------------
@@ -136,19 +131,3 @@ def saved_temperature(model_dir: str | Path) -> float:
     return float((saved.get("calibration") or {}).get("temperature") or 1.0)
 
 
-def calibrate(predictor: Predictor, validation: Examples, model_dir: str | Path) -> dict[str, Any]:
-    """Fit the model's temperature on the validation split (never on test), save it beside the model
-    (`sentiment_lab.json`'s `calibration`), and set it on `predictor`. Returns what was fitted."""
-    from .runs import read_json
-
-    probs, _ = predictor.read(validation.texts)
-    temperature = fit_temperature(probs, validation.labels)
-    fitted = {"temperature": temperature, "fitted_on": validation.source, "n": len(validation),
-              "nll_before": round(nll(probs, validation.labels), 5),
-              "nll_after": round(nll(with_temperature(probs, temperature), validation.labels), 5),
-              "ece_before": calibration(probs, validation.labels)["ece"],
-              "ece_after": calibration(with_temperature(probs, temperature), validation.labels)["ece"]}
-    path = Path(model_dir) / INFERENCE_FILE
-    write_json_atomic(path, {**(read_json(path, {}) or {}), "calibration": fitted})
-    predictor.temperature = temperature
-    return fitted

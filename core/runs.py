@@ -373,3 +373,28 @@ def _pgid() -> int | None:
         return os.getpgid(0)
     except OSError:  # pragma: no cover - non-POSIX
         return None
+
+
+# ---------------------------------------------------------------------------------------
+# Liveness
+def worker_alive(status: dict[str, Any]) -> bool | None:
+    """True/False for a worker on this host; None when it cannot be known (another host, no pid yet)."""
+    pid, host = status.get("pid"), status.get("host")
+    if not pid or (host and host != socket.gethostname()):
+        return None
+    import psutil
+
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        # A pid reused after a reboot belongs to a process that started after our worker did.
+        started = status.get("worker_started_at") or status.get("started_at")
+        return not (started and proc.create_time() > float(started) + 5)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+def children(run: RunDir) -> list[RunDir]:
+    """A pipeline's stages, a search's trials and source model: the folders `<id>.<name>` beside it."""
+    return [RunDir(p) for p in sorted(run.path.parent.glob(f"{run.run_id}.*")) if p.is_dir()]

@@ -336,7 +336,7 @@ def _tell(study, run: RunDir, cfg: SearchConfig, search: RunDir) -> str | None:
     """Tell the study how a trial ended, once; returns the study's state for it, or None while it goes on."""
     from optuna.trial import TrialState
 
-    from .jobs import worker_alive
+    from .runs import worker_alive
 
     status = run.status()
     state = status.get("state")

@@ -309,7 +309,7 @@ def mirror_ended(runs: list[RunDir]) -> None:
 def _stages(run: RunDir) -> list[RunDir]:
     """The folders this run's own process writes besides its own: a pipeline's or a curve's stages (a search's
     trials are separate workers that mirror themselves)."""
-    from .jobs import children
+    from .runs import children
 
     from .kinds import of
 
@@ -319,11 +319,10 @@ def _stages(run: RunDir) -> list[RunDir]:
 
 # ---------------------------------------------------------------------------------------
 def sync_all(uri: str | None = None) -> dict[str, Any]:
-    """`mlflow-sync`: every run folder brought into MLflow, missing or behind; runs with a live worker are left to
-    it. Returns what it did."""
-    from .jobs import reconcile, worker_alive
+    """`mlflow-sync` (after a reconcile): every run folder brought into MLflow, missing or behind; runs with a live
+    worker are left to it. Returns what it did."""
+    from .runs import worker_alive
 
-    reconcile()
     mirror = Mirror(uri)
     synced, skipped, failed = [], [], {}
     for run in sorted(iter_runs(), key=lambda r: r.run_id):  # a parent before its stages and trials

@@ -19,12 +19,12 @@ import numpy as np
 
 from .config import RunConfig
 from .errors import ConfigError
+from .data import Encoder, load_splits, preflight_dataset, tokenize_cached
+from .evaluation import calibrate, evaluate
 from .export import write_card
-from .data import Encoder, dataset_cached, load_splits, tokenize_cached
-from .evaluation import evaluate
+from .metrics import classification_metrics, one_answer_note
+from .paths import hub_reachable, unreachable
 from .predictor import Predictor
-from .metrics import calibrate, classification_metrics, one_answer_note
-from .paths import hub_reachable, looks_like_path, resolve_local, unreachable
 from .runs import RunDir, append_jsonl, disk_full, error_line, now, read_json, read_jsonl
 from .terminal import Terminal
 
@@ -219,16 +219,6 @@ def check_run(cfg: RunConfig) -> RunConfig:
     """The train kind's check before its folder is made."""
     preflight(cfg)
     return cfg
-
-
-def preflight_dataset(dataset: str) -> None:
-    """A local file or folder that exists, or a Hub name while the Hub can be reached or that `datasets` has
-    cached (loaded once before: offline, `load_dataset` then reads its cache)."""
-    if resolve_local(dataset) is None:
-        if looks_like_path(dataset):
-            raise ConfigError("dataset", f"no such file or folder: {dataset}")
-        if not hub_reachable() and not dataset_cached(dataset):
-            raise unreachable("dataset", dataset)
 
 
 def _hub_cached(repo_id: str) -> bool:

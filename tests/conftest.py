@@ -192,6 +192,31 @@ def held(run) -> bool:
     return status.get("state") == "running" and status.get("phase") == "paused"
 
 
+def cli_here(*args: str, input: str | None = None):
+    """`python -m core ARGS` in this process: the same parser and commands, what they print and return, without a
+    new interpreter's seconds of imports. Background jobs, signals and exit paths of a process of its own: run_cli."""
+    import io
+    import subprocess
+    from contextlib import redirect_stderr, redirect_stdout
+    from unittest import mock
+
+    from core import cli
+    from core.terminal import Terminal
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a process of its own draws no bar where stderr is not a terminal
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err), mock.patch("sys.stdin", io.StringIO(input or "")):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
+        finally:
+            Terminal.stream = None
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 300):
     import subprocess
 

@@ -222,7 +222,7 @@ def test_train_upload_is_checked_before_launch_and_never_falls_back_to_the_prese
     from core import jobs
 
     at = app("pages/train.py")
-    at.radio(key="train_source_kind").set_value("Upload a file").run()
+    at.radio(key="train_source_choice").set_value("Upload a file").run()
     launch = "FormSubmitter:train_form-🚀 Launch"
     at.button(key=launch).click().run()  # upload mode, no file: not the preset's Amazon data
     assert not at.exception and any("dataset: upload a file" in e.value for e in at.error)
@@ -238,7 +238,7 @@ def test_train_upload_is_checked_before_launch_and_never_falls_back_to_the_prese
                in e.value for e in at.error)
 
     at = app("pages/train.py")
-    at.radio(key="train_source_kind").set_value("Upload a file").run()
+    at.radio(key="train_source_choice").set_value("Upload a file").run()
     csv = "text,label\nLovely,1\n   ,0\nAwful,0\n,1\n"
     at.file_uploader(key="train_upload").upload("holes.csv", csv.encode(), "text/csv").run()
     assert not at.error

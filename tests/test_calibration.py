@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli, tiny_config
+from conftest import cli_here, tiny_config
 from core.predictor import Predictor
 from core.metrics import calibration, fit_temperature, nll, with_temperature
 from core.runs import RunDir
@@ -69,7 +69,7 @@ def test_a_trained_model_is_calibrated_on_validation_and_its_ece_can_be_recomput
 
     predictor = Predictor.from_run(run.run_id)  # predict, the Try page and batches load the temperature
     assert predictor.temperature == saved["temperature"]
-    out = run_cli("predict", "--run", run.run_id, "--json", "A wonderful film.")
+    out = cli_here("predict", "--run", run.run_id, "--json", "A wonderful film.")
     raw = predictor.read(["A wonderful film."])[0]
     assert json.loads(out.stdout)[0]["p_positive"] == pytest.approx(
         float(with_temperature(raw, saved["temperature"])[0, 1]), abs=1e-5)

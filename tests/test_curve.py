@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from conftest import run_cli, tiny_pipeline
+from conftest import cli_here, run_cli, tiny_pipeline
 from core import jobs
 from core.curve import crossover
 from core.runs import RunDir
@@ -43,7 +43,7 @@ def test_a_budget_the_data_cannot_fill_is_refused_with_its_size(labels, says, re
                                                                  lab_home):
     pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model)
     (tmp_path / "pipe.json").write_text(json.dumps(pcfg.to_dict()))
-    out = run_cli("curve", "--config", str(tmp_path / "pipe.json"), "--labels", labels)
+    out = cli_here("curve", "--config", str(tmp_path / "pipe.json"), "--labels", labels)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [f"error: {out.stderr.split('error: ')[1].strip()}"]
     assert says in out.stderr and ("(40 reviews: 20 negative, 20 positive" in out.stderr or "many" in labels)
     assert not (lab_home / "runs").exists() or not any((lab_home / "runs").iterdir())
@@ -67,14 +67,14 @@ def test_a_curve_trains_every_point_and_resumes_after_kill_9_without_retraining(
     finished = {name: job.stage(name).status()["ended_at"] for name in ("source", "n8-s0-transfer", "n8-s0-baseline")}
     os.kill(job.status()["pid"], signal.SIGKILL)
     wait_for(lambda: job.run_id in jobs.reconcile() or job.status()["state"] == "interrupted", what="interrupted")
-    assert run_cli("resume", job.run_id).returncode == 0
+    assert cli_here("resume", job.run_id).returncode == 0
     assert jobs.wait(job.run_id, timeout=400)["state"] == "completed"
     for name, ended in finished.items():  # trained once: the same ending, one training in its log
         assert job.stage(name).status()["ended_at"] == ended
         assert job.stage(name).log_path.read_text().count("] data: train ") == 1
     assert "resuming from checkpoint-" in job.stage("n8-s1-transfer").log_path.read_text()
 
-    out = run_cli("results", job.run_id, "--json")
+    out = cli_here("results", job.run_id, "--json")
     res = json.loads(out.stdout)
     assert len(res["points"]) == 2 * 2 * 2 and res["zero_shot"] is not None and res["test"] == "target:test"
     assert {(p["budget"], p["seed"], p["start"]) for p in res["points"]} == {
@@ -87,7 +87,7 @@ def test_a_curve_trains_every_point_and_resumes_after_kill_9_without_retraining(
     assert [(r["labels"], r["start"], r["seeds"]) for r in res["summary"]] == [
         (8, "transfer", 2), (8, "baseline", 2), (16, "transfer", 2), (16, "baseline", 2)]
     assert json.loads((job.path / "results.json").read_text())["points"] == res["points"]
-    text = run_cli("results", job.run_id).stdout
+    text = cli_here("results", job.run_id).stdout
     assert "from the source model" in text and "transfer" in text
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import run_cli, tiny_config
+from conftest import cli_here, run_cli, tiny_config
 from core.export import LICENSES, base_model
 from core.runs import RunDir, write_json_atomic
 from core.training import train_run
@@ -54,7 +54,7 @@ def test_the_base_model_and_its_license_come_from_the_start_of_the_lineage(lab_h
 
 
 def test_an_exported_folder_loads_in_plain_transformers_with_the_labels_predict_gives(trained, tmp_path):
-    out = run_cli("export", trained.run_id, "--to", str(tmp_path / "exported"), "--onnx", "--json")
+    out = cli_here("export", trained.run_id, "--to", str(tmp_path / "exported"), "--onnx", "--json")
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert {"model.safetensors", "config.json", "README.md", "sentiment_lab.json", "model.onnx"} <= set(info["files"])
@@ -67,10 +67,10 @@ def test_an_exported_folder_loads_in_plain_transformers_with_the_labels_predict_
             f"print(json.dumps([r['label'] for r in c({REVIEWS!r})]))")
     plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert plain.returncode == 0, plain.stderr
-    lab = json.loads(run_cli("predict", "--run", trained.run_id, "--json", *REVIEWS).stdout)
+    lab = json.loads(cli_here("predict", "--run", trained.run_id, "--json", *REVIEWS).stdout)
     assert json.loads(plain.stdout.strip().splitlines()[-1]) == [r["label"] for r in lab]
 
-    again = run_cli("export", trained.run_id, "--to", str(tmp_path / "exported"))
+    again = cli_here("export", trained.run_id, "--to", str(tmp_path / "exported"))
     assert again.returncode == 2 and "exists and is not empty" in again.stderr and len(again.stderr.splitlines()) == 1
 
 
@@ -83,5 +83,5 @@ def test_push_says_in_one_line_what_stops_it(trained, env, says):
     out = run_cli("push", trained.run_id, "--repo", "someone/sentiment", env=env)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and says in out.stderr + "\n"
     assert len(out.stderr.strip().splitlines()) == 1
-    bad = run_cli("push", trained.run_id, "--repo", "no-slash")
+    bad = cli_here("push", trained.run_id, "--repo", "no-slash")
     assert bad.returncode == 2 and "--repo: 'no-slash' is not USER/NAME" in bad.stderr

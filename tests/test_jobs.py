@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import held, launch_paused, run_cli, tiny_config
+from conftest import cli_here, held, launch_paused, run_cli, tiny_config
 from core import jobs
 from core.runs import RunDir, read_jsonl
 
@@ -24,7 +24,7 @@ def wait_for(predicate, timeout=120, what="condition"):
 
 def launch_json(cfg, tmp_path, name="c.json", kind="train"):
     (tmp_path / name).write_text(json.dumps(cfg.to_dict()))
-    out = run_cli("launch", kind, "--config", str(tmp_path / name), "--json")
+    out = cli_here("launch", kind, "--config", str(tmp_path / name), "--json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -51,8 +51,8 @@ def test_kill_9_is_reported_interrupted_and_resume_finishes(reviews_dir, tiny_mo
                                if r["id"] == run.run_id and r["state"] == "interrupted"], timeout=30, what="interrupted")
     assert "ended without finishing" in listed[0]["error"]
 
-    assert run_cli("unpause", run.run_id).returncode == 0
-    out = run_cli("resume", run.run_id, "--json")
+    assert cli_here("unpause", run.run_id).returncode == 0
+    out = cli_here("resume", run.run_id, "--json")
     assert out.returncode == 0, out.stderr
     assert jobs.wait(run.run_id, timeout=240)["state"] == "completed"
     steps = [r["step"] for r in read_jsonl(run.metrics_path) if "loss" in r]
@@ -115,7 +115,7 @@ def test_a_pipeline_s_progress_counts_the_stage_it_is_in(lab_home):
         run.update_status(**status, **alive)
     progress = {r["id"]: r["progress"] for r in jobs.list_runs()}
     assert progress == {"p2": 0.3, "p2.source": 1.0, "p2.target": 0.5, "solo": 0.25}
-    listing = run_cli("runs").stdout.splitlines()
+    listing = cli_here("runs").stdout.splitlines()
     assert [line.split()[3:5] for line in listing if line.startswith("p2 ")] == [["30%", "1/5"]]
     RunDir.for_id("p2").update_status(state="interrupted")  # no stage runs for it now: its finished stages only
     assert next(r for r in jobs.list_runs() if r["id"] == "p2")["progress"] == 0.2
@@ -160,7 +160,7 @@ def test_an_eval_job_scores_a_finished_run_on_other_data_in_the_background(revie
     evaluated run's folder untouched; typos are refused before any folder exists; a wrong column fails the job
     with the column named, and Resume scores again once the data is right."""
     (tmp_path / "c.json").write_text(json.dumps(tiny_config(tiny_model, reviews_dir).to_dict()))
-    trained = run_cli("train", "--config", str(tmp_path / "c.json"), "--json")
+    trained = cli_here("train", "--config", str(tmp_path / "c.json"), "--json")
     assert trained.returncode == 0, trained.stderr
     model_run = RunDir.for_id(json.loads(trained.stdout)["run_id"])
     before = sorted(p.relative_to(model_run.path) for p in model_run.path.rglob("*"))
@@ -185,9 +185,9 @@ def test_an_eval_job_scores_a_finished_run_on_other_data_in_the_background(revie
     assert (job.evals_dir / next(iter(saved)) / "predictions.csv").read_text().count("\n") == 5  # header + 4
     assert "1 empty review skipped" in job.log_path.read_text()
     assert sorted(p.relative_to(model_run.path) for p in model_run.path.rglob("*")) == before
-    listed = {r["id"]: r for r in json.loads(run_cli("runs", "--json").stdout)}
+    listed = {r["id"]: r for r in json.loads(cli_here("runs", "--json").stdout)}
     assert listed[job.run_id]["kind"] == "eval" and listed[job.run_id]["model"] == model_run.run_id
-    line = next(l for l in run_cli("runs").stdout.splitlines() if l.startswith(job.run_id))
+    line = next(l for l in cli_here("runs").stdout.splitlines() if l.startswith(job.run_id))
     assert line.split()[1:3] == ["eval", "completed"] and line.endswith(f"{status['metrics']['accuracy']:.4f}")
 
     # Refused before a folder exists: no such run, no such data, a run with no model.
@@ -195,12 +195,12 @@ def test_an_eval_job_scores_a_finished_run_on_other_data_in_the_background(revie
                           (["--run", model_run.run_id, "--data", str(tmp_path / "missing.csv")],
                            "error: dataset: no such file or folder"),
                           (["--run", job.run_id, "--data", str(other)], f"error: run: {job.run_id} has no trained model")):
-        refused = run_cli("eval", *args, "--background")
+        refused = cli_here("eval", *args, "--background")
         assert refused.returncode == 2 and refused.stderr.strip().startswith(message), refused.stderr
     assert len([r for r in jobs.list_runs() if r["kind"] == "eval"]) == 1
 
     # A column the file does not have: the job fails and says which; fixed, Resume scores it.
-    bad = run_cli("eval", "--run", model_run.run_id, "--data", str(other), "--background", "--json")
+    bad = cli_here("eval", "--run", model_run.run_id, "--data", str(other), "--background", "--json")
     failed = RunDir.for_id(json.loads(bad.stdout)["run_id"])
     status = jobs.wait(failed.run_id, timeout=180)
     assert status["state"] == "failed" and status["error"].startswith("label_field: column 'label' is not in")
@@ -217,7 +217,7 @@ def test_stopping_an_eval_job_is_at_once(reviews_dir, tiny_model, tmp_path):
     train_run(tiny_config(tiny_model, reviews_dir), model_run)
     big = tmp_path / "big.csv"  # long enough that it is still scoring when stopped
     big.write_text("text,label\n" + "".join(f"{'A long and rather good film. ' * 60},1\n" for _ in range(4000)))
-    info = json.loads(run_cli("eval", "--run", model_run.run_id, "--data", str(big), "--background", "--json").stdout)
+    info = json.loads(cli_here("eval", "--run", model_run.run_id, "--data", str(big), "--background", "--json").stdout)
     job = RunDir.for_id(info["run_id"])
     wait_for(lambda: job.status().get("phase", "") and job.status()["phase"].startswith("scoring"), what="scoring")
     started = time.time()
@@ -244,7 +244,7 @@ def test_delete_refuses_what_another_job_still_needs(reviews_dir, tiny_model, tm
     message = str(refused.value)
     assert message.startswith("run: ") and f"still need the model of {base.run_id}" in message
     assert all(f"{r.run_id} (" in message for r in (further, by_folder, scoring)) and base.has_model()
-    out = run_cli("delete", base.run_id)
+    out = cli_here("delete", base.run_id)
     assert out.returncode == 2 and out.stderr.startswith("error: run: ") and base.has_model()
 
     pipeline_id = "20260101-000000-pipeline-bbbbbb"

@@ -1,6 +1,7 @@
-"""core's modules import one another one way only: errors <- paths <- auth, runs <- config <- data <- modeling <-
-evaluation <- export <- training <- pipeline <- curve <- backends <- jobs <- search, tracking <- worker <- cli, with no cycle (imports inside
-functions count too), and never streamlit."""
+"""core's modules import one another one way only: errors <- paths <- terminal <- runs <- compare, auth, kinds;
+config <- data <- modeling <- metrics <- predictor <- evaluation <- export <- training <- pipeline <- curve <- backends
+<- tracking <- jobs <- search <- worker <- cli, with no cycle (imports inside functions count too), and never
+streamlit."""
 
 import ast
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import run_cli, tiny_pipeline
+from conftest import cli_here, run_cli, tiny_pipeline
 from core.pipeline import ROW_NAMES, run_pipeline
 from core.runs import RunDir
 
@@ -43,13 +43,11 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
 
     # `python -m core results`: the Transfer page from a terminal, reading only. "p" also matches the stages
     # (p1.source, ...): a pipeline's id prefix means the pipeline.
-    from conftest import run_cli
-
     written = (pipe.path / "results.json").stat().st_mtime_ns
-    table = run_cli("results", "p", "--flipped", "3")
+    table = cli_here("results", "p", "--flipped", "3")
     assert table.returncode == 0, table.stderr
     assert table.stdout.startswith("# Transfer results: p1\n") and "| Target-only baseline | target:test |" in table.stdout
-    as_json = json.loads(run_cli("results", "p1", "--json", "--flipped", "2").stdout)
+    as_json = json.loads(cli_here("results", "p1", "--json", "--flipped", "2").stdout)
     assert as_json["state"] == "completed" and [r["name"] for r in as_json["rows"]] == list(ROW_NAMES)
     row = as_json["rows"][2]  # every figure the table has (the calibration's too), none of its per-review data
     assert {k: by["target_finetuned"][k] for k in ("name", "run_id", "dataset", "split", "accuracy", "f1", "n", "ece",
@@ -57,11 +55,11 @@ def test_pipeline_writes_the_comparison_table(tmp_path, reviews_dir, tiny_model)
     assert "predictions" not in row and "reliability" not in row
     assert len(as_json["flipped"]) == min(2, as_json["flipped_total"])
     assert (pipe.path / "results.json").stat().st_mtime_ns == written
-    logs = run_cli("logs", "p1").stdout  # the pipeline's log, then each stage's
+    logs = cli_here("logs", "p1").stdout  # the pipeline's log, then each stage's
     assert logs.index("stage baseline: completed") < logs.index("\n== p1.source ==\n") < logs.index("\n== p1.baseline ==\n")
-    followed = run_cli("logs", "p1", "-f").stdout.splitlines()  # a finished run: printed at once, stages prefixed
+    followed = cli_here("logs", "p1", "-f").stdout.splitlines()  # a finished run: printed at once, stages prefixed
     assert any(line.startswith("target | [") and "test target:test: accuracy" in line for line in followed)
-    stage = run_cli("results", "p1.target")
+    stage = cli_here("results", "p1.target")
     assert stage.returncode == 2 and stage.stderr.startswith("error: run: p1.target is a train run, which has no results table")
 
 

@@ -43,7 +43,7 @@ def test_run_ids_are_unique_and_findable():
 
 
 def test_compare_shows_what_each_run_reached_and_only_the_settings_that_differ(reviews_dir, tiny_model):
-    from conftest import run_cli, tiny_config
+    from conftest import cli_here, tiny_config
     from core.compare import compare, transposed
     from core.training import train_run
 
@@ -56,12 +56,12 @@ def test_compare_shows_what_each_run_reached_and_only_the_settings_that_differ(r
     lines = dict(transposed(rows))
     assert lines["learning_rate"] == ["0.001", "0.0005"] and lines["state"] == ["completed", "completed"]
 
-    out = run_cli("compare", "r-a", "r-b", "--json")
+    out = cli_here("compare", "r-a", "r-b", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["settings_that_differ"] == ["learning_rate", "max_length"]
-    text = run_cli("compare", "r-a", "r-b").stdout.splitlines()
+    text = cli_here("compare", "r-a", "r-b").stdout.splitlines()
     assert text[0].split() == ["run", "r-a", "r-b"] and ["max_length", "32", "24"] in [t.split() for t in text]
-    one = run_cli("compare", "r-a")
+    one = cli_here("compare", "r-a")
     assert one.returncode == 2 and one.stderr.strip() == "error: runs: give at least two runs to compare"
 
 

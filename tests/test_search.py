@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from conftest import held, launch_paused, run_cli, tiny_config, tiny_pipeline
+from conftest import cli_here, held, launch_paused, run_cli, tiny_config, tiny_pipeline
 from core import jobs
 from core.errors import ConfigError
 from core.runs import RunDir
@@ -87,7 +87,7 @@ def test_a_bad_spec_is_named(name, spec, says):
 ])
 def test_bad_input_is_one_line_and_queues_nothing(args, says, reviews_dir, tiny_model, tmp_path, lab_home):
     base = config_file(tmp_path, tiny_config(tiny_model, reviews_dir))
-    out = run_cli("search", "--config", base, *args)
+    out = cli_here("search", "--config", base, *args)
     assert out.returncode == 2 and says in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 or "usage:" in out.stderr
     assert not (lab_home / "runs").exists() or not any((lab_home / "runs").iterdir())
@@ -98,7 +98,7 @@ def test_a_search_runs_its_trials_prunes_and_agrees_with_its_study(reviews_dir, 
     s = search("--config", base, "--param", "learning_rate=1e-7,5e-3", "--trials", "4", "--seed", "1")
     assert jobs.wait(s.run_id, timeout=300)["state"] == "completed"
 
-    out = run_cli("results", s.run_id, "--json")
+    out = cli_here("results", s.run_id, "--json")
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     study = {t.number: t for t in study_of(s.run_id).trials}
@@ -115,7 +115,7 @@ def test_a_search_runs_its_trials_prunes_and_agrees_with_its_study(reviews_dir, 
     assert res["best"]["params"] == {"learning_rate": 5e-3}
 
     # The best trial's settings as a config file that train takes.
-    out = run_cli("presets", "--from-run", res["best"]["run_id"])
+    out = cli_here("presets", "--from-run", res["best"]["run_id"])
     assert out.returncode == 0 and json.loads(out.stdout)["learning_rate"] == 5e-3
     (tmp_path / "best.json").write_text(out.stdout)
     from core.config import load_config_file
@@ -144,7 +144,7 @@ def test_kill_9_of_a_trial_fails_it_and_kill_9_of_the_search_resumes_it(reviews_
     os.kill(first["pid"], signal.SIGKILL)
     second = wait_for(trial_held(2), timeout=120, what="trial 2 past a checkpoint")
     assert RunDir.for_id(f"{s.run_id}.t01").status()["state"] == "interrupted"
-    out = run_cli("resume", s.run_id, "--json")  # nothing to resume: the search went on by itself
+    out = cli_here("resume", s.run_id, "--json")  # nothing to resume: the search went on by itself
     assert out.returncode == 0 and json.loads(out.stdout)["state"] == "running", out.stderr
     os.kill(s.status()["pid"], signal.SIGKILL)
     os.kill(second["pid"], signal.SIGKILL)
@@ -152,7 +152,7 @@ def test_kill_9_of_a_trial_fails_it_and_kill_9_of_the_search_resumes_it(reviews_
              what="the search reconciled")
 
     s.unpause()
-    out = run_cli("resume", s.run_id, "--json")
+    out = cli_here("resume", s.run_id, "--json")
     assert out.returncode == 0, out.stderr
     assert jobs.wait(s.run_id, timeout=300)["state"] == "completed"
     trials = study_of(s.run_id).trials
@@ -162,21 +162,21 @@ def test_kill_9_of_a_trial_fails_it_and_kill_9_of_the_search_resumes_it(reviews_
     assert "resuming from checkpoint-" in resumed.log_path.read_text()
     steps = [r["step"] for r in resumed.metrics() if "loss" in r]
     assert len(steps) == len(set(steps))  # the resumed trial logged no step twice
-    out = run_cli("resume", f"{s.run_id}.t01")
+    out = cli_here("resume", f"{s.run_id}.t01")
     assert out.returncode == 2 and "resume the search" in out.stderr
 
 
 def test_stop_ends_the_running_trial_and_resume_finishes_the_search(reviews_dir, tiny_model, tmp_path):
     s = paused_search(tiny_model, reviews_dir, at_step=3)
     wait_for(lambda: held(RunDir.for_id(f"{s.run_id}.t01")), what="trial 1 training")
-    out = run_cli("stop", s.run_id, "--json")
+    out = cli_here("stop", s.run_id, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["state"] == "stopped", out.stdout + out.stderr
     t1 = RunDir.for_id(f"{s.run_id}.t01")
     assert t1.status()["state"] == "stopped" and list(t1.checkpoints_dir.glob("checkpoint-*"))
     assert not RunDir.for_id(f"{s.run_id}.t02").path.exists()  # no trial started after the stop
 
     s.unpause()
-    assert run_cli("resume", s.run_id).returncode == 0
+    assert cli_here("resume", s.run_id).returncode == 0
     assert jobs.wait(s.run_id, timeout=300)["state"] == "completed"
     assert [t.state.name for t in study_of(s.run_id).trials] == ["COMPLETE", "COMPLETE"]
     assert "resuming from checkpoint-" in t1.log_path.read_text()
