@@ -68,6 +68,15 @@ def actions(run_id: str) -> None:
             with st.spinner("Stopping after the current step…"):
                 jobs.stop(run_id, timeout=60)
             st.rerun()
+        run = RunDir.for_id(run_id)
+        if state == "running" and not is_stage:  # held between two steps: its memory kept, no CPU used
+            paused = run.paused_from() is not None
+            if cols[1].button(f"{'▶ Continue' if paused else '⏸ Pause'}{whose}", key=f"pause_{run_id}"):
+                if paused:
+                    run.unpause()
+                else:
+                    run.pause()
+                st.rerun()
         if state == "queued" and cols[0].button(f"🚫 Cancel{whose}", key=f"cancel_{run_id}"):
             jobs.stop(run_id)
             st.rerun()

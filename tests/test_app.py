@@ -702,3 +702,16 @@ def test_the_sidebar_says_where_runs_go(monkeypatch):
     assert not at.exception
     warning = " ".join(w.value for w in at.sidebar.warning)
     assert "Runs go to **ray**" in warning and ("127.0.0.1:9 cannot be reached" in warning or "setup-ray" in warning)
+
+
+def test_a_running_run_is_paused_and_continued_from_the_runs_page(finished_run):
+    """Its worker is this test's own process (the reconciler finds it alive): the button writes and lifts PAUSE,
+    which the training callback honours between two steps (tests/test_jobs.py holds real runs with it)."""
+    finished_run.update_status(state="running", step=2, total_steps=4, ended_at=None)
+    finished_run.mark_worker()
+    at = app("pages/runs.py")
+    at.button(key=f"pause_{finished_run.run_id}").click().run()
+    assert finished_run.paused_from() == 0
+    assert at.button(key=f"pause_{finished_run.run_id}").label == "▶ Continue"
+    at.button(key=f"pause_{finished_run.run_id}").click().run()
+    assert finished_run.paused_from() is None and not at.exception
