@@ -324,6 +324,7 @@ class PipelineConfig:
     target: RunConfig = field(default_factory=lambda: RunConfig(dataset="imdb"))
     name: str = ""
     baseline: bool = True
+    FOLLOWED: typing.ClassVar[tuple[str, ...]] = ("model", "precision", "seed", "num_processes", "torch_compile")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "baseline": self.baseline, "source": self.source.to_dict(), "target": self.target.to_dict()}
@@ -336,13 +337,16 @@ class PipelineConfig:
                    name=str(data.get("name", "")), baseline=bool(data.get("baseline", True)))
 
     def with_overrides(self, assignments: dict[str, Any]) -> "PipelineConfig":
-        """`FIELD=V` and `source.FIELD=V` set stage 1; `target.FIELD=V` sets stage 2 and the baseline."""
+        """`FIELD=V` and `source.FIELD=V` set stage 1; `target.FIELD=V` sets stage 2 and the baseline. Stage 2 follows
+        stage 1's model, precision, seed and hardware (FOLLOWED) unless `target.FIELD` says otherwise: the Train
+        form and `--set` apply this one rule."""
         source, target = {}, {}
         for key, value in assignments.items():
             if key.startswith("target."):
                 target[key[len("target."):]] = value
             else:
                 source[key.removeprefix("source.")] = value
+        target = {**{k: v for k, v in source.items() if k in self.FOLLOWED}, **target}
         try:
             tgt = self.target.with_overrides(target)
         except ConfigError as exc:

@@ -111,16 +111,16 @@ def load_table(dataset: str, split: str, dataset_config: str | None = None):
     datasets.disable_progress_bars()
     local = resolve_local(dataset)
     if local is None and looks_like_path(dataset):
-        raise ValueError(f"dataset: no such file or folder: {dataset}")
+        raise ConfigError("dataset", f"no such file or folder: {dataset}")
     if local is not None:
         path = local if local.is_file() else _local_split_file(local, split)
         if path is None:
-            raise ValueError(f"dataset: no '{split}' file (.parquet, .csv or .jsonl) in {local}")
+            raise ConfigError("dataset", f"no '{split}' file (.parquet, .csv or .jsonl) in {local}")
         fmt = LOCAL_FORMATS.get(path.suffix.lower())
         if fmt is None:
-            raise ValueError(f"dataset: {path.name} is not .parquet, .csv or .jsonl")
+            raise ConfigError("dataset", f"{path.name} is not .parquet, .csv or .jsonl")
         if path.stat().st_size == 0:
-            raise ValueError(f"dataset: {path} is empty")
+            raise ConfigError("dataset", f"{path} is empty")
         # The file's readers log their parser error before raising it; the ValueError below says it in one line.
         readers = logging.getLogger("datasets.packaged_modules")
         level = readers.level
@@ -128,7 +128,7 @@ def load_table(dataset: str, split: str, dataset_config: str | None = None):
         try:
             return datasets.load_dataset(fmt, data_files=str(path), split="train")
         except Exception as exc:  # pyarrow / pandas parser errors are long: keep their first line
-            raise ValueError(f"dataset: cannot read {path.name} as {fmt}: {_first_line(exc)}") from None
+            raise ConfigError("dataset", f"cannot read {path.name} as {fmt}: {_first_line(exc)}") from None
         finally:
             readers.setLevel(level)
 
@@ -137,7 +137,7 @@ def load_table(dataset: str, split: str, dataset_config: str | None = None):
     try:
         return datasets.load_dataset(dataset, dataset_config, split=split)
     except Exception as exc:
-        raise ValueError(f"dataset: cannot load {dataset!r} split {split!r} from the Hub: {_first_line(exc)}") from None
+        raise ConfigError("dataset", f"cannot load {dataset!r} split {split!r} from the Hub: {_first_line(exc)}") from None
 
 
 def dataset_cached(name: str) -> bool:
@@ -152,14 +152,14 @@ def guess_text_fields(columns: Sequence[str]) -> list[str]:
     for guess in TEXT_FIELD_GUESSES:
         if all(c in columns for c in guess):
             return list(guess)
-    raise ValueError(f"text_fields: cannot guess the text column among {list(columns)}; set text_fields")
+    raise ConfigError("text_fields", f"cannot guess the text column among {list(columns)}; set text_fields")
 
 
 def map_labels(values: Sequence[Any]) -> np.ndarray:
     """0/1, 1/2 (amazon_polarity's CSV), neg/pos, negative/positive, true/false -> 0 = negative, 1 = positive."""
     missing = sum(1 for v in values if v is None or (isinstance(v, float) and math.isnan(v)))
     if missing:
-        raise ValueError(f"label_field: {missing} row(s) have no label")
+        raise ConfigError("label_field", f"{missing} row(s) have no label")
     words = [str(v).strip().lower() for v in values]
     if all(w in _LABEL_WORDS for w in words):
         return np.array([_LABEL_WORDS[w] for w in words], dtype=np.int64)
@@ -167,14 +167,14 @@ def map_labels(values: Sequence[Any]) -> np.ndarray:
         numbers = [float(w) for w in words]
     except ValueError:
         odd = sorted({w for w in words if w not in _LABEL_WORDS})[:5]
-        raise ValueError(f"label_field: cannot map labels {odd} to negative/positive "
+        raise ConfigError("label_field", f"cannot map labels {odd} to negative/positive "
                          "(expected 0/1, 1/2, neg/pos or negative/positive)") from None
     found = sorted(set(numbers))
     if set(found) <= {0.0, 1.0}:
         return np.array(numbers, dtype=np.int64)
     if set(found) <= {1.0, 2.0}:
         return np.array(numbers, dtype=np.int64) - 1
-    raise ValueError(f"label_field: cannot map labels {[_num(x) for x in found[:5]]} to negative/positive "
+    raise ConfigError("label_field", f"cannot map labels {[_num(x) for x in found[:5]]} to negative/positive "
                      "(expected 0/1, 1/2, neg/pos or negative/positive)")
 
 
@@ -208,20 +208,20 @@ def to_examples(table, text_fields: Sequence[str], label_field: str, source: str
     the column `by`, or by default by the first of GROUP_FIELDS the table has."""
     columns = list(table.column_names)
     if by is not None and by not in columns:
-        raise ValueError(f"by: column {by!r} is not in {source} (columns: {', '.join(columns)})")
+        raise ConfigError("by", f"column {by!r} is not in {source} (columns: {', '.join(columns)})")
     fields = list(text_fields) or guess_text_fields(columns)
     for name in fields:
         if name not in columns:
-            raise ValueError(f"text_fields: column {name!r} is not in {source} (columns: {', '.join(columns)})")
+            raise ConfigError("text_fields", f"column {name!r} is not in {source} (columns: {', '.join(columns)})")
     if require_labels and label_field not in columns:
-        raise ValueError(f"label_field: column {label_field!r} is not in {source} (columns: {', '.join(columns)})")
+        raise ConfigError("label_field", f"column {label_field!r} is not in {source} (columns: {', '.join(columns)})")
     rows = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=int)
     part = table.select(rows.tolist()) if len(rows) != len(table) else table
     texts = review_texts([part[name] for name in fields])
     labels = map_labels(part[label_field]) if require_labels else np.full(len(part), -1, dtype=np.int64)
     keep = np.array([bool(t) for t in texts])
     if not keep.any():
-        raise ValueError(f"text_fields: every review in {source} is empty")
+        raise ConfigError("text_fields", f"every review in {source} is empty")
     group_field = by or next((c for c in GROUP_FIELDS if c in columns and c not in fields), None)
     groups = np.asarray([str(g) for g in part[group_field]], dtype=object) if group_field else None
     if by is None and groups is not None and len(set(groups)) > MAX_GROUPS:  # an id or free text, not a grouping
@@ -248,7 +248,7 @@ def load_splits(cfg) -> Splits:
     table = load_table(cfg.dataset, cfg.train_split, cfg.dataset_config)
     n = len(table)
     if n < 4:
-        raise ValueError(f"dataset: {cfg.dataset} has {n} rows in {cfg.train_split!r}; at least 4 are needed")
+        raise ConfigError("dataset", f"{cfg.dataset} has {n} rows in {cfg.train_split!r}; at least 4 are needed")
     all_rows = np.arange(n)
 
     test = None
@@ -264,7 +264,7 @@ def load_splits(cfg) -> Splits:
     label_column = map_labels(table[cfg.label_field]) if cfg.label_field in table.column_names else None
     if cfg.samples_per_class:
         if label_column is None:
-            raise ValueError(f"label_field: column {cfg.label_field!r} is not in {cfg.dataset}")
+            raise ConfigError("label_field", f"column {cfg.label_field!r} is not in {cfg.dataset}")
         train_rows = per_label_sample(all_rows, label_column[all_rows], cfg.samples_per_class, rng)
     elif cfg.max_train_samples and len(all_rows) > cfg.max_train_samples:
         train_rows = all_rows[: cfg.max_train_samples]  # "the first N", like run_classification.py
@@ -282,7 +282,7 @@ def load_splits(cfg) -> Splits:
         val_rows = np.sort(rng.choice(unused, size=val_n, replace=False))
     else:
         if val_n >= base:
-            raise ValueError(f"validation_size: {val_n} validation rows leave no training rows out of {base}")
+            raise ConfigError("validation_size", f"{val_n} validation rows leave no training rows out of {base}")
         perm = rng.permutation(train_rows)
         val_rows, train_rows = np.sort(perm[:val_n]), np.sort(perm[val_n:])
 
@@ -320,7 +320,7 @@ def load_eval_examples(dataset: str, split: str = "test", text_fields: Sequence[
         picked, suffix = np.arange(rows[0], min(rows[1], len(table))), f"[{rows[0]}:{rows[1]}]"
     elif samples_per_class:
         if label_field not in table.column_names:
-            raise ValueError(f"label_field: column {label_field!r} is not in {dataset}")
+            raise ConfigError("label_field", f"column {label_field!r} is not in {dataset}")
         labels = map_labels(table[label_field])
         picked = per_label_sample(np.arange(len(labels)), labels, samples_per_class,
                                   np.random.default_rng(0))  # the same sample every time
@@ -497,12 +497,12 @@ def check_training_table(frame, text_fields: Sequence[str], label_field: str, na
     """Refuse, before anything is launched, an uploaded table the worker could not train on (no text column
     chosen, labels it cannot map); return a note on the rows it would skip as empty ("" when none)."""
     if not text_fields:
-        raise ValueError("text_fields: choose at least one text column")
+        raise ConfigError("text_fields", "choose at least one text column")
     if label_field in text_fields:
-        raise ValueError(f"label_field: {label_field!r} is also chosen as a text column")
+        raise ConfigError("label_field", f"{label_field!r} is also chosen as a text column")
     labels = map_labels(frame[label_field].tolist())
     if len(labels) and len(set(labels.tolist())) < 2:
-        raise ValueError(f"label_field: every row of {name} has the label {LABEL_NAMES[int(labels[0])]}: a classifier "
+        raise ConfigError("label_field", f"every row of {name} has the label {LABEL_NAMES[int(labels[0])]}: a classifier "
                          "needs both labels to learn")
     texts = review_texts([frame[name].tolist() for name in text_fields])
     return skipped_note([i for i, t in enumerate(texts) if not t], name)

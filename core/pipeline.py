@@ -18,10 +18,11 @@ from typing import Any, Callable
 
 from .config import PipelineConfig, Reading, RunConfig
 from .data import load_test_split
+from .errors import ConfigError
 from .evaluation import evaluate
-from .predictor import Predictor
-from .metrics import one_answer_note, single_label, single_prediction
 from .export import write_card
+from .metrics import one_answer_note, single_label, single_prediction
+from .predictor import Predictor
 from .runs import STAGES, RunDir, error_line, now, read_json, write_json_atomic
 from .training import train_run
 
@@ -146,7 +147,7 @@ def eval_stage(model_stage: str, data_cfg: str, key: str):
         run = pipe.stage(model_stage)
         test = load_test_split(cfg)
         if test is None:
-            raise ValueError(f"dataset: {cfg.dataset} has no {cfg.eval_split!r} split to evaluate on")
+            raise ConfigError("dataset", f"{cfg.dataset} has no {cfg.eval_split!r} split to evaluate on")
         # The same tokenization as the dataset's own rows elsewhere in the table, so rows compare.
         predictor = Predictor.from_run(run.run_id, reading=cfg.reading, batch_size=cfg.eval_batch_size,
                                        precision=cfg.precision)

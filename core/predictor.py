@@ -11,6 +11,7 @@ import numpy as np
 
 from .config import Reading
 from .data import LABEL_NAMES, Encoder
+from .errors import ConfigError
 from .metrics import saved_temperature, with_temperature
 from .runs import RunDir
 from .terminal import Terminal
@@ -72,7 +73,7 @@ class Predictor:
 
         folder = Path(folder)
         if not (folder / "config.json").exists():
-            raise ValueError(f"model: no model in {folder} (deleted, or the run has not finished)")
+            raise ConfigError("model", f"no model in {folder} (deleted, or the run has not finished)")
         fields = {f.name for f in dataclasses.fields(Reading)}
         changes = {k: v for k, v in options.items() if k in fields and v is not None}
         reading = (reading or Reading.load(folder)).replace(**changes)

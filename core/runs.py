@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .errors import ConfigError
 from .paths import runs_root
 from .terminal import Terminal
 
@@ -250,7 +251,7 @@ class RunDir:
         """The settings of config.json (as its dataclass's from_dict takes them)."""
         data = read_json(self.config_path)
         if not isinstance(data, dict):
-            raise ValueError(f"config: {self.config_path} is missing or not valid JSON")
+            raise ConfigError("config", f"{self.config_path} is missing or not valid JSON")
         if self.job_path.exists():  # settings alone (a search's own `stage` setting among them)
             return data
         return {k: v for k, v in data.items() if k not in JOB_KEYS}

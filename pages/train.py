@@ -145,15 +145,13 @@ if submitted:
         name=(run_name.strip() if mode == "One run" else "") or base.name,
     )
     try:
-        source = RunConfig.from_dict({**base.to_dict(), **values})
         if mode == "One run":
-            run = jobs.launch("train", source)
+            run = jobs.launch("train", base.with_overrides(values))
         else:
-            # Stage 2 and the baseline follow the form's model, precision, seed and hardware settings; a bad target
-            # value is named `target.FIELD`, as on the command line.
-            follow = ("model", "precision", "seed", "num_processes", "torch_compile")
-            pcfg = dataclasses.replace(preset, source=source, name=run_name.strip() or preset.name).with_overrides({
-                "target.dataset": target_dataset.strip(), **{f"target.{k}": getattr(source, k) for k in follow},
+            # The schema's rule, as for `pipeline --set`: stage 2 and the baseline follow the form's model, precision,
+            # seed and hardware; a bad target value is named `target.FIELD`.
+            pcfg = dataclasses.replace(preset, source=base, name=run_name.strip() or preset.name).with_overrides({
+                **values, "target.dataset": target_dataset.strip(),
                 "target.eval_max_length": int(target_eval_len) or None, "target.eval_windows": int(target_windows),
                 "target.eval_confidence": target_confidence})
             run = jobs.launch("pipeline", pcfg)

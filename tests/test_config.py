@@ -44,6 +44,14 @@ def test_pipeline_overrides_route_target_prefix():
     assert PipelineConfig.from_dict(p.to_dict()).to_dict() == p.to_dict()
 
 
+def test_stage_2_follows_stage_1s_model_precision_seed_and_hardware_unless_told():
+    """The schema's rule, which the Train form and `pipeline --set` share."""
+    p = load_preset("offline-quick").with_overrides({"precision": "fp32", "seed": "3", "learning_rate": "5e-5"})
+    assert (p.target.precision, p.target.seed) == ("fp32", 3) and p.target.learning_rate == 1e-4
+    p = load_preset("offline-quick").with_overrides({"precision": "fp32", "target.precision": "auto"})
+    assert (p.source.precision, p.target.precision) == ("fp32", "auto")
+
+
 def test_every_preset_loads():
     for name in preset_names():
         p = load_preset(name)
