@@ -3,12 +3,13 @@
     train     fine-tune one model (foreground)          pipeline  the whole transfer experiment (foreground)
     eval      score a run's model on a dataset          predict   label reviews with a run's model
               (--background: as a job of its own)
-    launch    train/pipeline as a background job        stop      stop (or cancel) a job
+    launch    any kind of job in the background         stop      stop (or cancel) a job
     resume    continue a stopped/interrupted job        runs      list runs
+    pause     hold a training run between steps         unpause   let it go on
     logs      print or follow a run's log               presets   list presets
     compare   runs side by side                         delete    delete a finished run
-    results   a pipeline's comparison table (--flipped N: the reviews that changed label), a search's trials,
-              a curve's points
+    results   what a job found: a pipeline's comparison table (--flipped N: the reviews that changed label), a
+              search's trials, a curve's points, an evaluation's figures
     search    an Optuna hyperparameter search, each trial a background run
     curve     the data-efficiency curve: transfer against a target-only baseline at each label budget
     export    a model as a self-contained folder with its card (--onnx)   push   that folder to the Hub
@@ -515,7 +516,14 @@ def parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m core", description="Sentiment Transfer Lab engine: everything the app does.",
                  epilog="python -m core COMMAND --help says more of each.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")  # not the internal _commands
+    for add in (_job_commands, _model_commands, _run_commands, _lab_commands, _internal_commands):
+        add(sub)
+    return ap
 
+
+def _job_commands(sub) -> None:
+    """What makes a job: train and pipeline in the foreground, launch any kind, eval, search and curve (their
+    options from their settings' schema)."""
     p = sub.add_parser("train", help="fine-tune one model in the foreground")
     _config_args(p)
     _quiet_arg(p)
@@ -546,6 +554,35 @@ def parser() -> argparse.ArgumentParser:
     _quiet_arg(p)
     p.set_defaults(func=cmd_eval)
 
+    launchable = {name: k for name, k in kinds.kinds().items() if k.launchable}
+    p = sub.add_parser("launch", help="queue a job of any kind (train, pipeline, ...) to run in the background")
+    p.add_argument("kind", choices=list(launchable), help="; ".join(f"{n}: {k.help}" for n, k in launchable.items()))
+    _config_args(p)
+    p.add_argument("--run-id")
+    p.set_defaults(func=cmd_launch)
+
+    from .curve import CurveConfig
+    from .search import DEFAULT_SPACE, SearchConfig
+
+    p = sub.add_parser("search", help="queue an Optuna hyperparameter search (each trial a background run)")
+    _config_args(p)
+    p.add_argument("--param", dest="params", action="append", default=[], metavar="FIELD=SPEC",
+                   help="a field to vary (repeatable). SPEC: LOW:HIGH (floats), LOW:HIGH:log (log scale), "
+                        "int:LOW:HIGH (integers), A,B,C (choices). None given: "
+                        + " ".join(f"{k}={v}" for k, v in DEFAULT_SPACE.items()))
+    settings_options(p, SearchConfig, "the search's settings")
+    p.add_argument("--run-id")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("curve", help="queue the data-efficiency curve: transfer and baseline at each label budget")
+    _config_args(p)
+    settings_options(p, CurveConfig, "the curve's settings")
+    p.add_argument("--run-id")
+    p.set_defaults(func=cmd_curve)
+
+
+def _model_commands(sub) -> None:
+    """What a finished run's model does: predict, export, push."""
     p = sub.add_parser("predict", help="label reviews given as arguments or on stdin")
     p.add_argument("--run", required=True)
     p.add_argument("texts", nargs="*")
@@ -555,35 +592,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="as for eval")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
-
-    launchable = {name: k for name, k in kinds.kinds().items() if k.launchable}
-    p = sub.add_parser("launch", help="queue a job of any kind (train, pipeline, ...) to run in the background")
-    p.add_argument("kind", choices=list(launchable), help="; ".join(f"{n}: {k.help}" for n, k in launchable.items()))
-    _config_args(p)
-    p.add_argument("--run-id")
-    p.set_defaults(func=cmd_launch)
-
-    from .search import DEFAULT_SPACE
-
-    p = sub.add_parser("search", help="queue an Optuna hyperparameter search (each trial a background run)")
-    _config_args(p)
-    p.add_argument("--param", dest="params", action="append", default=[], metavar="FIELD=SPEC",
-                   help="a field to vary (repeatable). SPEC: LOW:HIGH (floats), LOW:HIGH:log (log scale), "
-                        "int:LOW:HIGH (integers), A,B,C (choices). None given: "
-                        + " ".join(f"{k}={v}" for k, v in DEFAULT_SPACE.items()))
-    from .search import SearchConfig
-
-    settings_options(p, SearchConfig, "the search's settings")
-    p.add_argument("--run-id")
-    p.set_defaults(func=cmd_search)
-
-    p = sub.add_parser("curve", help="queue the data-efficiency curve: transfer and baseline at each label budget")
-    _config_args(p)
-    from .curve import CurveConfig
-
-    settings_options(p, CurveConfig, "the curve's settings")
-    p.add_argument("--run-id")
-    p.set_defaults(func=cmd_curve)
 
     p = sub.add_parser("export", help="a finished run's model as a self-contained folder, with its model card")
     p.add_argument("run")
@@ -599,6 +607,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_push)
 
+
+
+def _run_commands(sub) -> None:
+    """What is done to a job: stop, resume, delete, pause."""
     for name, func, help_ in (("stop", cmd_stop, "stop a running job or cancel a queued one"),
                               ("resume", cmd_resume, "resume a stopped or interrupted job"),
                               ("delete", cmd_delete, "delete a finished run and its stages")):
@@ -620,6 +632,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pause)
 
+
+
+def _lab_commands(sub) -> None:
+    """The lab as a whole: its runs, their results and logs, presets, the backend, MLflow, the app."""
     p = sub.add_parser("backend", help="where queued runs run: local, or a Ray cluster (address, free resources)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backend)
@@ -637,8 +653,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("results", help="a pipeline's comparison table or a search's trials, finished or so far")
-    p.add_argument("run", help="pipeline or search id (or unique prefix)")
+    p = sub.add_parser("results", help="what a job found, finished or so far: a pipeline's comparison table, a "
+                                       "search's trials, a curve's points, an evaluation's figures")
+    p.add_argument("run", help="the job's id (or a unique prefix)")
     p.add_argument("--flipped", type=int, default=0, metavar="N",
                    help="also the first N target reviews whose label flipped between zero-shot and fine-tuned")
     p.add_argument("--json", action="store_true")
@@ -673,6 +690,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_mlflow_ui)
 
+
+
+def _internal_commands(sub) -> None:
+    """Started by the job system, not listed in --help."""
     for name, func in (("_dispatch", cmd_dispatch), ("_work", cmd_work), ("_train_rank", cmd_train_rank)):
         p = sub.add_parser(name)  # internal: started by the job system
         if name != "_dispatch":
@@ -680,7 +701,6 @@ def parser() -> argparse.ArgumentParser:
         if name == "_train_rank":
             p.add_argument("--resume", action="store_true")
         p.set_defaults(func=func)
-    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
