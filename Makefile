@@ -29,11 +29,13 @@ setup-ray: $(VENV)/.ray-installed
 run: setup
 	$(PY) -m core app --host $(HOST) --port $(PORT) $(if $(NO_AUTH),--no-auth)
 
+# Two workers, a test file each at a time: a file's servers, clusters and browser are started once, and one
+# worker's waits on its runs' processes leave the cores to the other.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not browser and not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not browser and not slow"
 
 # The MLflow UI over the lab's tracking store (artifacts/mlflow.db, or MLFLOW_TRACKING_URI's).
 mlflow: setup

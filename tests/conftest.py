@@ -122,36 +122,6 @@ def built_once(tmp_path_factory):
 CHROMIUM = "/usr/bin/chromium"
 
 
-def pytest_collection_modifyitems(config, items):
-    """The browser tests last, together: Playwright's sync API holds an event loop while its browser lives, and
-    asyncio.run (AppTest, among others) refuses to start beside it, so the one browser opens after every other test."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """One headless Chromium (Debian's) for the whole pytest run, from the first browser test on (they run last);
-    each test opens a context of its own."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser context (its own cookies and storage) and page."""
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
-
-
 def tiny_config(model: str, dataset, **overrides):
     from core.config import RunConfig
 

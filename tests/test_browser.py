@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHROMIUM, ROOT, review_frame
+from conftest import CHROMIUM, ROOT, review_frame, tiny_config
 
 SHOTS = ROOT / "test-artifacts"
 pytestmark = [pytest.mark.browser,
@@ -57,6 +57,29 @@ def start_server(home: Path, host: str = "127.0.0.1", env: dict | None = None) -
             time.sleep(0.5)
     proc.kill()
     pytest.fail("streamlit did not start: " + (home / f"streamlit-{port}.log").read_text()[-2000:])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium (Debian's) for every browser test of the run: they are all in this module, since
+    Playwright's sync API holds an event loop while its browser lives, beside which asyncio.run (AppTest, among
+    others) refuses to start."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (its own cookies and storage) and page."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
 
 
 @pytest.fixture(scope="module")
@@ -345,3 +368,82 @@ def test_readme_screenshots_of_the_transfer_table_and_the_curves(tmp_path, monke
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# -- shared beyond this machine (issue 37), in the browser -------------------------------------------------------------------------------------------------------
+def test_sign_in_in_the_browser_on_every_address(tmp_path, page, tiny_model, reviews_dir, monkeypatch):
+    """Bound to 0.0.0.0 with a password: a visitor sees a password box and nothing else, is refused with a wrong one,
+    and once signed in gets the page and run the link asked for. A run named with HTML shows it as text."""
+    from core.jobs import create_run
+
+    monkeypatch.setenv("SENTIMENT_LAB_HOME", str(tmp_path / "artifacts"))
+    evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+    run = create_run("train", tiny_config(tiny_model, reviews_dir, name=evil))
+    proc, url = start_server(tmp_path, host="0.0.0.0", env={"SENTIMENT_LAB_PASSWORD": "lab-pw"})
+    try:
+        page.goto(f"{url}/runs?run={run.run_id}")
+        settle(page)
+        page.get_by_label("Password", exact=True).wait_for(timeout=30_000)
+        body = page.inner_text("body")
+        assert run.run_id not in body and "Machine" not in body and "Runs" not in body, body[:1000]
+        page.get_by_label("Password", exact=True).fill("not-it")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("Wrong password.").wait_for(timeout=30_000)
+        assert run.run_id not in page.inner_text("body")
+
+        page.get_by_label("Password", exact=True).fill("lab-pw")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Runs").first.wait_for(timeout=60_000)
+        settle(page)
+        assert f"run={run.run_id}" in page.url  # the link that was asked for, after signing in
+        page.get_by_text(evil).first.wait_for(timeout=30_000)  # the name, as text
+        assert page.evaluate("() => window.__pwned") is None
+        assert page.get_by_role("button", name="Sign out").count() == 1
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_hostile_uploads_in_the_browser(tmp_path, page):
+    """A 300 MB file, a binary file named .csv and a CSV of a million rows, on the Train and Try pages: each gets
+    a clear message, no traceback, and nothing is written outside the lab."""
+    big = tmp_path / "huge.csv"
+    with open(big, "wb") as fh:
+        fh.truncate(300 * 2**20)  # sparse: 300 MB to the browser, no time to write
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(range(256)) * 400)
+    rows = tmp_path / "million.csv"
+    with open(rows, "w") as fh:
+        fh.write("text,label\n")
+        fh.writelines(f"review number {i} was {'good' if i % 2 else 'bad'},{i % 2}\n" for i in range(1_000_000))
+    before = set(tmp_path.iterdir())
+    proc, url = start_server(tmp_path)
+
+    def upload(file: Path) -> None:  # the Train page, fresh, a file chosen as a user does
+        page.goto(f"{url}/train")
+        settle(page)
+        page.get_by_text("Upload a file", exact=True).click()
+        page.get_by_text("up to 200 MB").first.wait_for(timeout=30_000)  # the limit, said before a file is chosen
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(file))
+
+    try:
+        upload(big)
+        page.get_by_text("200.0MB or smaller", exact=False).first.wait_for(timeout=30_000)
+        no_exception(page)
+        upload(binary)
+        page.get_by_text("binary.csv is not UTF-8 text").wait_for(timeout=60_000)
+        no_exception(page)
+        upload(rows)
+        page.get_by_text("Label counts").wait_for(timeout=120_000)
+        uploads, deadline = tmp_path / "artifacts" / "uploads", time.time() + 120
+        while not list(uploads.glob("million-*.csv")) and time.time() < deadline:
+            page.wait_for_timeout(500)
+        settle(page, timeout=120_000)
+        no_exception(page)
+        saved = list(uploads.glob("million-*.csv"))
+        assert len(saved) == 1 and saved[0].stat().st_size == rows.stat().st_size, page.inner_text("body")[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    new = {p.name for p in set(tmp_path.iterdir()) - before}
+    assert all(n == "artifacts" or n.startswith("streamlit-") for n in new), new  # the lab's home and the log only

@@ -77,6 +77,7 @@ def test_train_eval_predict_round_trip(reviews_dir, tiny_model, tmp_path):
     assert ev.returncode == 0, ev.stderr
     metrics = json.loads(ev.stdout)
     assert set(metrics) >= {"accuracy", "f1", "n"} and metrics["n"] == 16 and metrics["windows"] == 1
+    assert {"ece", "brier", "nll", "temperature", "confusion"} <= set(metrics)  # every figure the evaluation computed
     windowed = cli_here("eval", "--run", run_id, "--data", str(reviews_dir / "test.parquet"), "--windows", "3",
                        "--max-length", "8", "--json")
     assert windowed.returncode == 0 and json.loads(windowed.stdout)["windows"] == 3, windowed.stderr

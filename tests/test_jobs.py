@@ -189,6 +189,8 @@ def test_an_eval_job_scores_a_finished_run_on_other_data_in_the_background(revie
     assert listed[job.run_id]["kind"] == "eval" and listed[job.run_id]["model"] == model_run.run_id
     line = next(l for l in cli_here("runs").stdout.splitlines() if l.startswith(job.run_id))
     assert line.split()[1:3] == ["eval", "completed"] and line.endswith(f"{status['metrics']['accuracy']:.4f}")
+    reported = json.loads(cli_here("results", job.run_id, "--json").stdout)  # the eval kind's own results
+    assert reported["accuracy"] == status["metrics"]["accuracy"] and {"ece", "brier", "nll"} <= set(reported)
 
     # Refused before a folder exists: no such run, no such data, a run with no model.
     for args, message in ((["--run", "nope", "--data", str(other)], "error: run: no run"),

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.support.ray_cluster import RAY, Cluster, free_port
-from conftest import ROOT, run_cli, tiny_config
+from conftest import ROOT, held, launch_paused, run_cli, tiny_config
 from core.runs import RunDir, read_jsonl
 from test_jobs import wait_for
 
@@ -60,12 +60,6 @@ def nothing_queued(lab_home: Path) -> bool:
     return not (lab_home / "runs").exists() or not any((lab_home / "runs").iterdir())
 
 
-def past_a_checkpoint(run: RunDir):
-    saved = [int(p.name.split("-")[1]) for p in run.checkpoints_dir.glob("checkpoint-*")]
-    status = run.status()
-    return saved and status.get("state") == "running" and status.get("step", 0) >= max(saved) + 3
-
-
 def state(run: RunDir) -> str:
     rows = json.loads(run_cli("runs", "--json").stdout)  # the listing reconciles, as the app's does
     return next(r["state"] for r in rows if r["id"] == run.run_id)
@@ -78,20 +72,23 @@ def training_steps(run: RunDir) -> list[int]:
 def test_three_minilm_runs_complete_as_ray_jobs_through_stop_and_kill_9(ray_env, minilm_path, reviews_dir, tmp_path):
     """Three MiniLM runs through Ray: one as it is, one stopped and resumed, one whose worker is killed with kill -9,
     seen interrupted with Ray's reason, and resumed. Each completes, with every step logged once."""
-    cfg = tiny_config(minilm_path, reviews_dir, max_train_samples=40, batch_size=1, epochs=3, eval_steps=20,
+    cfg = tiny_config(minilm_path, reviews_dir, max_train_samples=40, batch_size=1, epochs=2, eval_steps=20,
                       max_length=32, precision="fp32")
-    plain, stopped, killed = (launch(tmp_path, cfg.replace(name=n), n) for n in ("plain", "stopped", "killed"))
+    plain = launch(tmp_path, cfg.replace(name="plain"), "plain")
+    # Held past their checkpoint of step 20 until stopped or killed.
+    stopped, killed = (launch_paused("train", cfg.replace(name=n), at_step=23) for n in ("stopped", "killed"))
 
-    wait_for(lambda: past_a_checkpoint(stopped), timeout=240, what="a checkpoint of the run to stop")
+    wait_for(lambda: held(stopped), timeout=240, what="the run to stop, past a checkpoint")
     out = run_cli("stop", stopped.run_id, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["state"] == "stopped", out.stderr
 
-    wait_for(lambda: past_a_checkpoint(killed), timeout=240, what="a checkpoint of the run to kill")
+    wait_for(lambda: held(killed), timeout=240, what="the run to kill, past a checkpoint")
     os.kill(killed.status()["pid"], signal.SIGKILL)
     wait_for(lambda: state(killed) == "interrupted", timeout=60, what="the killed run seen interrupted")
     assert killed.status()["error"], killed.status()
 
     for run in (stopped, killed):
+        run.unpause()
         out = run_cli("resume", run.run_id, "--json")
         assert out.returncode == 0, out.stderr
     for run in (plain, stopped, killed):
@@ -99,7 +96,7 @@ def test_three_minilm_runs_complete_as_ray_jobs_through_stop_and_kill_9(ray_env,
                  what=f"{run.run_id} to end")
         assert run.status()["state"] == "completed", run.log_path.read_text()[-3000:]
         steps = training_steps(run)
-        assert steps == sorted(set(steps)) and steps[-1] == run.status()["total_steps"] == 120  # each step once
+        assert steps == sorted(set(steps)) and steps[-1] == run.status()["total_steps"] == 80  # each step once
 
     # Ray ran them: one job per start, the resumed runs' first jobs stopped or failed, every last one succeeded.
     jobs = [j for j in ray_jobs(ray_env.address) if (j.get("metadata") or {}).get("lab_run_id")]
@@ -161,23 +158,24 @@ def test_a_gpu_cluster_gives_a_run_one_gpu_per_process_and_refuses_more_than_a_n
 
 def test_a_cluster_restarted_under_a_run_leaves_it_interrupted_and_resume_completes(ray_env, tiny_model,
                                                                                         reviews_dir, tmp_path):
-    cfg = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=30, eval_steps=20,
+    cfg = tiny_config(tiny_model, reviews_dir, max_train_samples=40, batch_size=1, epochs=2, eval_steps=20,
                       max_length=64)
-    run = launch(tmp_path, cfg, "restart")
-    wait_for(lambda: past_a_checkpoint(run), timeout=240, what="a checkpoint")
+    run = launch_paused("train", cfg, at_step=23)  # held past its checkpoint of step 20
+    wait_for(lambda: held(run), timeout=240, what="a checkpoint")
     ray_env.crash()
     ray_env.start()  # restarted: it knows none of the jobs it ran before
     wait_for(lambda: state(run) == "interrupted", timeout=90, what="the run seen interrupted")
     assert "no longer knows job" in run.status()["error"]
     assert not psutil.pid_exists(run.status()["pid"])  # its worker ended too: no training for a lost cluster
-    other = launch(tmp_path, cfg.replace(epochs=15), "other")
-    wait_for(lambda: other.status().get("state") == "running", timeout=120, what="the other run to start")
+    other = launch_paused("train", cfg, at_step=1)
+    wait_for(lambda: held(other), timeout=120, what="the other run to start")
     other.update_status(host="another-node")
     out = run_cli("stop", other.run_id, "--timeout", "0")  # its worker is stopped through Ray, not by pid
     assert out.returncode == 0, out.stderr
     assert other.status()["state"] == "stopped"
     assert next(j["status"] for j in ray_jobs(ray_env.address) if j["submission_id"] == other.status()["ray_job"]) == "STOPPED"
 
+    run.unpause()
     out = run_cli("resume", run.run_id)
     assert out.returncode == 0, out.stderr
     wait_for(lambda: run.status().get("state") in ("completed", "failed", "interrupted"), timeout=300, what="resume")

@@ -82,14 +82,14 @@ def test_a_bad_spec_is_named(name, spec, says):
     (["--param", "learning_rate=1e-3:1e-5"], "--param learning_rate: '1e-3:1e-5': LOW is above HIGH"),
     (["--param", "nope=1:2"], "--param nope: not a setting"),
     (["--trials", "0"], "trials: must be >= 1"),
-    (["--metric", "test_accuracy"], "invalid choice"),
+    (["--metric", "test_accuracy"], "metric: must be one of eval_accuracy, eval_f1, eval_loss, transfer"),
     (["--metric", "transfer"], "metric: transfer scores a pipeline's source stage"),
 ])
 def test_bad_input_is_one_line_and_queues_nothing(args, says, reviews_dir, tiny_model, tmp_path, lab_home):
     base = config_file(tmp_path, tiny_config(tiny_model, reviews_dir))
     out = cli_here("search", "--config", base, *args)
     assert out.returncode == 2 and says in out.stderr, out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 or "usage:" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
     assert not (lab_home / "runs").exists() or not any((lab_home / "runs").iterdir())
 
 
