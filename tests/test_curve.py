@@ -50,7 +50,7 @@ def test_a_budget_the_data_cannot_fill_is_refused_with_its_size(labels, says, re
 
 
 def test_a_curve_trains_every_point_and_resumes_after_kill_9_without_retraining(reviews_dir, tiny_model, tmp_path):
-    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model, batch_size=2, logging_steps=1, eval_steps=10)
+    pcfg = tiny_pipeline(tmp_path, reviews_dir, tiny_model, batch_size=2, logging_steps=1, eval_steps=20)
     (tmp_path / "pipe.json").write_text(json.dumps(pcfg.to_dict()))
     out = run_cli("curve", "--config", str(tmp_path / "pipe.json"), "--labels", "8,16", "--seeds", "2",
                   "--min-steps", "60", "--json")
@@ -61,7 +61,7 @@ def test_a_curve_trains_every_point_and_resumes_after_kill_9_without_retraining(
         done = [s for s in (job.stage("n8-s0-transfer"), job.stage("n8-s0-baseline"))
                 if s.status().get("state") == "completed"]
         third = job.stage("n8-s1-transfer")
-        return len(done) == 2 and list(third.checkpoints_dir.glob("checkpoint-*")) and third.status().get("step", 0) > 12
+        return len(done) == 2 and list(third.checkpoints_dir.glob("checkpoint-*")) and third.status().get("step", 0) > 22
 
     wait_for(two_points_done_and_a_third_past_a_checkpoint, timeout=240, what="two points and a third under way")
     finished = {name: job.stage(name).status()["ended_at"] for name in ("source", "n8-s0-transfer", "n8-s0-baseline")}
