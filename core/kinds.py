@@ -27,6 +27,14 @@ def load(ref: str | Callable | None) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _trains_itself(config: dict) -> dict:
+    return {"": config}
+
+
+def _scores_nothing(config: dict) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Report:
     """What `results RUN` prints: `data` with --json, `text` without, and `notes` on stderr either way."""
@@ -46,8 +54,8 @@ class JobKind:
     results: str | None = None         # (RunDir, **options) -> Report: `results RUN [--json]`
     preset: str | None = None          # (preset name) -> settings: what `--preset NAME` gives this kind
     # What it trains, as {"stage name": RunConfig dict}: the index's model and data, what a backend is asked for.
-    trains: Callable[[dict], dict] = staticmethod(lambda c: {"": c})
-    scores: Callable[[dict], str | None] = staticmethod(lambda c: None)  # the run whose model it reads, if any
+    trains: Callable[[dict], dict] = _trains_itself
+    scores: Callable[[dict], str | None] = _scores_nothing  # the run whose model it reads, if any
     child: str | None = None           # what its `<id>.<name>` folders are called: stage, trial
     children_apart: bool = False       # its children are workers of their own (a search's), not its own process's
     holds_slot: bool = True            # its worker trains or scores (a search's only asks and tells)

@@ -1,7 +1,7 @@
-"""The worker: the process the queue starts for one run (`python -m core _work RUN_ID`). It runs what the run's
-config.json says (training, a pipeline, an evaluation, a search or one of its trials) in this process, or one process
-per device under `accelerate launch`, mirrored into MLflow while it runs. Above every other module of core but the
-command line: it is where the kinds of job meet."""
+"""The worker: the process the queue starts for one run (`python -m core _work RUN_ID`). It runs the runner that the
+run's kind has in core/kinds.py over its config.json (training, a pipeline, an evaluation, a curve, a search or one
+of its trials), mirrored into MLflow while it runs; a training run of several processes goes under `accelerate
+launch`."""
 
 from __future__ import annotations
 
