@@ -120,14 +120,6 @@ def built_once(tmp_path_factory):
 
 
 CHROMIUM = "/usr/bin/chromium"
-# The files whose tests wait longest on processes (clusters, servers, searches, a curve), handed out first so that
-# `pytest -n 2 --dist loadfile` does not end on one of them while the other worker is idle.
-LONGEST_FIRST = ("test_ray.py", "test_browser.py", "test_curve.py", "test_search.py", "test_tracking.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def tiny_config(model: str, dataset, **overrides):
