@@ -23,8 +23,8 @@ if not models:
 def pipeline_models() -> list[str]:
     """The newest completed pipeline's zero-shot (stage 1) and fine-tuned (stage 2) models, and its target-only
     baseline where it trained one: the comparison table's three models, on the user's own review."""
-    for r in runs_of("pipeline", rows):
-        if read_results(RunDir.for_id(r["id"]))["rows"]:
+    for r in runs_of("pipeline", rows):  # a finished one's results.json: no stage folder is read on a rerun
+        if r["state"] == "completed" and read_results(RunDir.for_id(r["id"]))["rows"]:
             source, target, baseline = (RunDir.for_id(r["id"]).stage(s).run_id for s in STAGES)
             if source in models and target in models:
                 return [source, target] + [baseline] * (baseline in models)
